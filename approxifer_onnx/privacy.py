@@ -34,6 +34,7 @@ __all__ = [
     "LaplaceMechanism",
     "NoiseParameters",
     "PrivacyAccountant",
+    "PrivacyPolicy",
     "PrivacyBudgetExceededError",
     "apply_to_outputs",
     "apply_to_queries",
@@ -56,7 +57,7 @@ GRID_BITS = 12
 # a relative 2**-20 of epsilon.
 EPSILON_BITS = 20
 
-# The discrete sampler draws integers below t = sensitivity_steps * q; keeping t below 2**48 leaves
+# The discrete sampler draws integers below t = sensitivity_steps * q. Keeping t below 2**48 leaves
 # room in int64 for U + t * V, where V >= 2**14 has probability below exp(-16000).
 MAX_SAMPLER_DENOMINATOR = 2**48
 
@@ -206,7 +207,7 @@ def _check_rng(rng) -> np.random.Generator:
 def _bernoulli_exp(rng: np.random.Generator, numerators: np.ndarray, denominator: int) -> np.ndarray:
     """Draw one Bernoulli(exp(-n / d)) per numerator n, for 0 <= n <= d.
 
-    Draws A_k ~ Bernoulli(gamma / k) for k = 1, 2, ... until one is 0; the index K of that draw is
+    Draws A_k ~ Bernoulli(gamma / k) for k = 1, 2, ... until one is 0. The index K of that draw is
     odd with probability sum_j (-gamma)^j / j! = exp(-gamma).
     """
     numerators = np.asarray(numerators, dtype=np.int64).ravel()
@@ -659,6 +660,83 @@ def apply_to_queries(coded, mechanism: LaplaceMechanism, input_range: Sequence[f
             stacklevel=2,
         )
     return mechanism.randomise(flat).reshape(array.shape)
+
+
+class PrivacyPolicy:
+    """A mechanism, its placement and an accountant: the privacy option of a coded session.
+
+    A session calls `prepare_queries` after encoding and `release_outputs` after gathering. All
+    vectors that a call may release are charged to the accountant before any coded query leaves
+    the client, so an exceeded budget raises before anything is released.
+
+    Parameters
+    ----------
+    mechanism : LaplaceMechanism
+    placement : {"outputs", "queries"}
+        "outputs" noises each worker's output vectors. "queries" noises each coded query and
+        needs the mechanism's lower and upper, which are the input range that coded queries are
+        clipped to.
+    budget : float in (0, inf), optional
+        Total epsilon allowed over the policy's lifetime; None means no limit.
+
+    Attributes
+    ----------
+    accountant : PrivacyAccountant
+    """
+
+    def __init__(self, mechanism: LaplaceMechanism, placement: str = "outputs", budget=None):
+        _check_mechanism(mechanism)
+        self.mechanism = mechanism
+        self.placement = check_placement(placement)
+        if self.placement == "queries" and not mechanism.bounded:
+            raise ValueError(
+                "privacy_placement='queries' clips coded queries to the input range, so the mechanism "
+                f"needs lower and upper, got {mechanism!r}; pass LaplaceMechanism(epsilon=..., "
+                "lower=0.0, upper=1.0) for inputs scaled to [0, 1]"
+            )
+        self.accountant = PrivacyAccountant(budget)
+
+    def __repr__(self) -> str:
+        return f"PrivacyPolicy({self.mechanism!r}, placement={self.placement!r}, accountant={self.accountant!r})"
+
+    def prepare_queries(self, coded: np.ndarray, num_outputs: int = 1) -> np.ndarray:
+        """Charge the accountant for one call and noise the coded queries for placement "queries".
+
+        Parameters
+        ----------
+        coded : ndarray of float64, shape (G, N, *shape)
+        num_outputs : int >= 1
+            Outputs requested per worker; with placement "outputs" each is one released vector
+            per group and worker.
+
+        Returns
+        -------
+        ndarray of float64, shape (G, N, *shape)
+            The coded queries, noised for placement "queries", unchanged otherwise.
+
+        Raises
+        ------
+        PrivacyBudgetExceededError
+            If the call would exceed the budget; then nothing is charged or released.
+        """
+        groups, workers = np.shape(coded)[:2]
+        released = groups * workers * (num_outputs if self.placement == "outputs" else 1)
+        self.accountant.record(released, self.mechanism.epsilon)
+        if self.placement != "queries":
+            return coded
+        return apply_to_queries(coded, self.mechanism, (self.mechanism.lower, self.mechanism.upper))
+
+    def release_outputs(self, outputs):
+        """Noise worker outputs for placement "outputs"; return them unchanged otherwise.
+
+        Parameters
+        ----------
+        outputs : Mapping[int, Sequence[ndarray of shape (G, C)]] or ndarray of shape (..., C)
+            As in `apply_to_outputs`.
+        """
+        if self.placement != "outputs":
+            return outputs
+        return apply_to_outputs(outputs, self.mechanism)
 
 
 def _check_mechanism(mechanism) -> None:

@@ -19,6 +19,7 @@ from approxifer_onnx.privacy import (
     LaplaceMechanism,
     PrivacyAccountant,
     PrivacyBudgetExceededError,
+    PrivacyPolicy,
     _bernoulli_exp,
     _sample_discrete_laplace,
     apply_to_outputs,
@@ -454,3 +455,54 @@ def test_apply_to_outputs_warns_without_bounds():
 def test_placements_reject_other_mechanisms():
     with pytest.raises(TypeError, match=r"mechanism must be a LaplaceMechanism, got dict"):
         apply_to_outputs(np.zeros((1, 3)), {"epsilon": 1.0})
+
+
+# --- policy: what a session calls ----------------------------------------------------------------
+
+
+def test_policy_outputs_charges_every_output_vector():
+    policy = PrivacyPolicy(LaplaceMechanism(epsilon=0.5, lower=-5, upper=5, rng=0), "outputs")
+    coded = np.full((3, 4, 1, 2, 2), 0.25)
+    # G = 3 groups, N = 4 workers, 2 outputs each: 24 released vectors
+    prepared = policy.prepare_queries(coded, num_outputs=2)
+    assert prepared is coded
+    assert policy.accountant.releases == 24
+    assert policy.accountant.spent == 12.0
+
+
+def test_policy_outputs_noises_outputs_only():
+    policy = PrivacyPolicy(LaplaceMechanism(epsilon=1e9, lower=-5, upper=5, rng=0), "outputs")
+    released = policy.release_outputs({1: [np.array([[9.0, -1.0]])]})
+    np.testing.assert_allclose(released[1][0], [[5.0, -1.0]], atol=1e-6)
+
+
+def test_policy_queries_noises_coded_queries_only():
+    policy = PrivacyPolicy(LaplaceMechanism(epsilon=1e9, lower=0, upper=1, rng=0), "queries")
+    coded = np.array([[[-0.5, 0.5], [1.5, 0.25]]])  # G = 1, N = 2, d = 2
+    prepared = policy.prepare_queries(coded, num_outputs=3)
+    np.testing.assert_allclose(prepared, [[[0.0, 0.5], [1.0, 0.25]]], atol=1e-6)
+    # one released vector per coded query, whatever the number of outputs
+    assert policy.accountant.releases == 2
+    outputs = {0: [np.array([[7.0, 8.0]])]}
+    assert policy.release_outputs(outputs) is outputs
+
+
+def test_policy_budget_error_releases_nothing():
+    policy = PrivacyPolicy(LaplaceMechanism(epsilon=1.0, lower=0, upper=1, rng=0), "queries", budget=5)
+    coded = np.full((1, 4, 3), 0.5)
+    policy.prepare_queries(coded)
+    with pytest.raises(PrivacyBudgetExceededError, match=r"releasing 4 vectors at epsilon=1 would spend 8 of budget=5"):
+        policy.prepare_queries(coded)
+    assert policy.accountant.spent == 4.0
+
+
+def test_policy_queries_needs_bounds():
+    mechanism = LaplaceMechanism(epsilon=1.0, sensitivity=3.0)
+    with pytest.raises(ValueError, match=r"privacy_placement='queries' clips coded queries to the input range, so the mechanism needs lower and upper"):
+        PrivacyPolicy(mechanism, "queries")
+
+
+def test_policy_rejects_unknown_placement():
+    mechanism = LaplaceMechanism(epsilon=1.0, lower=0, upper=1)
+    with pytest.raises(ValueError, match=r"privacy_placement must be one of \('outputs', 'queries'\), got privacy_placement='both'"):
+        PrivacyPolicy(mechanism, "both")

@@ -36,11 +36,12 @@ def report_user_errors(command):
 
 def configure_logging(verbose: int, quiet: int) -> None:
     """Set the log level from -v/-q counts: WARNING by default, INFO with -v, DEBUG with -vv."""
-    level = logging.WARNING - 10 * verbose + 10 * quiet
+    level = max(logging.DEBUG, min(logging.CRITICAL, logging.WARNING - 10 * verbose + 10 * quiet))
+    logging.getLogger("approxifer_onnx").setLevel(level)
+    logging.getLogger("model_zoo").setLevel(level)
+    # basicConfig does nothing when the root logger already has handlers (an embedding app).
     logging.basicConfig(
-        level=max(logging.DEBUG, min(logging.CRITICAL, level)),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
 
 

@@ -419,7 +419,10 @@ class OnnxModel:
     ----------
     path : pathlib.Path or None
         The model file, None for a model passed as a ModelProto.
+    source : str
+        The path, or a description of an in-memory model, as messages name the model.
     ir_version : int
+        IR version stamped on the model.
     opset_imports : dict of str to int
         Opset version of each imported domain, the default domain written as "ai.onnx".
     batch_mode : {"batched", "single"}
@@ -443,7 +446,7 @@ class OnnxModel:
         The file is not ONNX, fails the checker, is too new for the installed onnxruntime, or
         cannot be coded: see the message.
     ProviderError
-        With strict_providers=True, a requested provider is not active.
+        With strict_providers=True, a requested provider is unavailable or not active.
     """
 
     def __init__(

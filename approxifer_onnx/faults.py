@@ -271,7 +271,7 @@ class DelayDistribution:
 
 @dataclass(frozen=True)
 class FaultPlan:
-    """Which workers misbehave in each call, and how.
+    """Injected faults for a set of workers: which of them misbehave in each call, and how.
 
     Each worker gets at most one fixed fault (``delays``, ``fail``, ``hang`` or ``nonfinite``).
     Random late workers (``probability`` or ``count``) are drawn in every call among the

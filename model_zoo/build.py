@@ -1,0 +1,264 @@
+"""Train, export, check and cache a zoo model, with a manifest beside the ONNX file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_zoo.datasets import get_dataset_info, load_split
+from model_zoo.manifest import (
+    MANIFEST_FORMAT,
+    command_argv,
+    file_sha256,
+    hardware_summary,
+    manifest_path,
+    package_versions,
+    read_manifest,
+    utc_now,
+    write_manifest,
+)
+from model_zoo.registry import get_entry
+
+__all__ = ["build", "cache_root", "default_model_path", "evaluate_onnx", "reproduce_command"]
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "APPROXIFER_CACHE_DIR"
+_EXPORT_CHECK_IMAGES = 64
+
+
+def cache_root() -> Path:
+    """Return the zoo's cache folder.
+
+    ``$APPROXIFER_CACHE_DIR/zoo`` when that variable is set, else
+    ``$XDG_CACHE_HOME/approxifer-onnx/zoo``, else ``~/.cache/approxifer-onnx/zoo``.
+    """
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser() / "zoo"
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "approxifer-onnx" / "zoo"
+
+
+def default_model_path(name: str, dataset: str) -> Path:
+    """Return the cached ONNX path of zoo model ``name`` trained on ``dataset``."""
+    return cache_root() / f"{name}-{dataset}" / "model.onnx"
+
+
+def evaluate_onnx(
+    path: str | Path, inputs: np.ndarray, labels: np.ndarray, *, threads: int | None = None,
+    batch_size: int = 500,
+) -> float:
+    """Return the top-1 accuracy of an ONNX classifier run by onnxruntime on the CPU.
+
+    Parameters
+    ----------
+    path : str or Path
+        Model with one float32 input (B, C, H, W) and logits (B, num_classes) as first output.
+    inputs : ndarray of float32, shape (N, C, H, W)
+    labels : ndarray of int, shape (N,)
+    threads : int, optional
+        onnxruntime intra-op threads; None lets onnxruntime choose.
+    batch_size : int
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(
+        str(path), options, providers=["CPUExecutionProvider"]
+    )
+    input_name = session.get_inputs()[0].name
+    predictions = []
+    for start in range(0, len(inputs), batch_size):
+        batch = np.ascontiguousarray(inputs[start:start + batch_size], dtype=np.float32)
+        predictions.append(session.run(None, {input_name: batch})[0].argmax(axis=1))
+    return float(np.mean(np.concatenate(predictions) == labels))
+
+
+def reproduce_command(
+    name: str, dataset: str, train_options: dict[str, Any], *,
+    train_limit: int | None, output: Path | None, data_dir: Path | None, threads: int | None,
+) -> str:
+    """Return the ``python -m model_zoo build`` command line that rebuilds a model."""
+    arguments = ["python", "-m", "model_zoo", "build", name, "--dataset", dataset]
+    for key, value in train_options.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            arguments.append(flag if value else f"--no-{key.replace('_', '-')}")
+        else:
+            arguments += [flag, str(value)]
+    if train_limit is not None:
+        arguments += ["--train-limit", str(train_limit)]
+    if threads is not None:
+        arguments += ["--threads", str(threads)]
+    if data_dir is not None:
+        arguments += ["--data-dir", str(data_dir)]
+    if output is not None:
+        arguments += ["--output", str(output)]
+    return shlex.join(arguments)
+
+
+def build(
+    name: str,
+    dataset: str = "fashion-mnist",
+    *,
+    output: str | Path | None = None,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    threads: int | None = None,
+    data_dir: str | Path | None = None,
+    train_limit: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    **options,
+) -> Path:
+    """Return the path of a trained, exported and checked zoo model, training it if needed.
+
+    A model whose manifest records the same recipe (architecture, dataset, hyper-parameters,
+    seed and ``train_limit``) and whose file still has the recorded SHA-256 is returned as is.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, see `model_zoo.list_models`.
+    dataset : str
+        Key of `model_zoo.datasets.DATASETS`.
+    output : str or Path, optional
+        ONNX file to write; defaults to `default_model_path`. The manifest is written beside it
+        with the suffix ``.json``.
+    epochs, batch_size, lr, seed, **options
+        Training recipe, see `model_zoo.training.TrainConfig`.
+    threads : int, optional
+        ``torch.set_num_threads`` for training; not part of the recipe.
+    data_dir : str or Path, optional
+        Folder with the dataset's IDX files; defaults to the dataset's system folder.
+    train_limit : int, optional
+        Train on the first ``train_limit`` training images only (smoke tests).
+    force : bool
+        Retrain even when a matching model exists.
+    progress : bool
+        Show tqdm progress bars.
+
+    Returns
+    -------
+    Path
+        The ONNX file.
+    """
+    from model_zoo.export import INPUT_NAME, OUTPUT_NAME, export_onnx
+    from model_zoo.training import TrainConfig, evaluate, train
+
+    entry = get_entry(name)
+    info = get_dataset_info(dataset)
+    if tuple(entry.input_size) != tuple(info.image_size):
+        raise ValueError(
+            f"zoo model {name!r} takes images of shape {entry.input_size}, but {dataset!r} has "
+            f"images of shape {info.image_size}."
+        )
+    if train_limit is not None and train_limit < 1:
+        raise ValueError(f"train_limit must be >= 1 or None, got {train_limit!r}.")
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **options)
+    path = Path(output) if output is not None else default_model_path(name, dataset)
+    recipe = _recipe(entry.to_dict(), dataset, config.to_dict(), train_limit)
+
+    if not force and _is_cached(path, recipe):
+        logger.info("zoo model %s-%s found at %s; pass force=True to retrain", name, dataset, path)
+        return path
+
+    started = time.perf_counter()
+    train_set = load_split(dataset, "train", data_dir)
+    if train_limit is not None:
+        train_set = type(train_set)(train_set.inputs[:train_limit], train_set.labels[:train_limit])
+    test_set = load_split(dataset, "test", data_dir)
+    train_options = {k: v for k, v in config.to_dict().items()
+                     if k not in ("epochs", "batch_size", "lr", "seed")}
+    result = train(
+        entry, train_set, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+        seed=config.seed, threads=threads, progress=progress, num_classes=info.num_classes,
+        **train_options,
+    )
+
+    torch_accuracy = evaluate(result.model, test_set.inputs, test_set.labels)
+    check = export_onnx(
+        result.model, path, entry.input_size,
+        check_inputs=test_set.inputs[:_EXPORT_CHECK_IMAGES],
+    )
+    onnx_accuracy = evaluate_onnx(path, test_set.inputs, test_set.labels, threads=threads)
+    if abs(onnx_accuracy - torch_accuracy) * len(test_set.labels) > 2:
+        logger.warning(
+            "%s: onnxruntime accuracy %.4f differs from torch accuracy %.4f by more than "
+            "2 test images", path, onnx_accuracy, torch_accuracy,
+        )
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "architecture": entry.arch,
+        "source": entry.source,
+        "dataset": dataset,
+        "num_classes": info.num_classes,
+        "input": {"name": INPUT_NAME, "shape": ["batch", *entry.input_size], "dtype": "float32",
+                  "preprocessing": "pixels / 255, no normalisation"},
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", info.num_classes],
+                   "meaning": "logits"},
+        "test_accuracy": onnx_accuracy,
+        "test_accuracy_runtime": "onnxruntime",
+        "torch_test_accuracy": torch_accuracy,
+        "test_images": int(len(test_set.labels)),
+        "train_images": int(len(train_set.labels)),
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "hyperparameters": config.to_dict(),
+        "recipe": recipe,
+        "history": result.history,
+        "export_check": check.to_dict(),
+        "command": reproduce_command(
+            name, dataset, {k: v for k, v in config.to_dict().items()},
+            train_limit=train_limit, output=Path(output) if output is not None else None,
+            data_dir=Path(data_dir) if data_dir is not None else None, threads=threads,
+        ),
+        "argv": command_argv(),
+        "versions": package_versions(),
+        "sha256": file_sha256(path),
+        "size_bytes": path.stat().st_size,
+        "date": utc_now(),
+        "train_seconds": round(result.wall_time_s, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "hardware": hardware_summary(threads),
+    }
+    write_manifest(path, manifest)
+    logger.info(
+        "built %s: test accuracy %.4f (onnxruntime), manifest %s",
+        path, onnx_accuracy, manifest_path(path),
+    )
+    return path
+
+
+def _recipe(model: dict, dataset: str, train_config: dict, train_limit: int | None) -> dict:
+    # A JSON round trip turns tuples into lists, so a fresh recipe compares equal to a stored one.
+    return json.loads(json.dumps(
+        {"model": model, "dataset": dataset, "train": train_config, "train_limit": train_limit}
+    ))
+
+
+def _is_cached(path: Path, recipe: dict) -> bool:
+    manifest = read_manifest(path)
+    if manifest is None or not path.is_file():
+        return False
+    if manifest.get("recipe") != recipe:
+        logger.info("zoo model at %s was built with another recipe; retraining", path)
+        return False
+    if manifest.get("sha256") != file_sha256(path):
+        logger.warning("zoo model at %s does not match its manifest's sha256; retraining", path)
+        return False
+    return True

@@ -1,0 +1,151 @@
+"""Registry of the architectures that the zoo can train, as typed entries."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+from typing import Any, Literal
+
+__all__ = ["ZooEntry", "get_entry", "list_models", "register"]
+
+Source = Literal["timm", "torchvision"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooEntry:
+    """One architecture that the zoo builds, trains and exports.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, used on the command line and in cache paths.
+    source : {"timm", "torchvision"}
+        Library that constructs the network.
+    arch : str
+        Architecture name inside ``source`` (``timm.create_model`` name or
+        ``torchvision.models`` builder name).
+    kwargs : tuple of (str, object) pairs
+        Extra keyword arguments for the constructor, as pairs so the entry stays hashable.
+    input_size : tuple of int
+        Image shape (C, H, W) that the exported model accepts.
+    pad_to : int or None
+        When set, the network sees the image zero-padded to a ``pad_to`` x ``pad_to`` square.
+        The padding is part of the exported graph, so callers still send ``input_size``.
+    description : str
+        One line shown by ``list_models`` on the command line.
+    """
+
+    name: str
+    source: Source
+    arch: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    input_size: tuple[int, int, int] = (1, 28, 28)
+    pad_to: int | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        if self.source not in ("timm", "torchvision"):
+            raise ValueError(
+                f"ZooEntry {self.name!r}: source must be 'timm' or 'torchvision', got {self.source!r}."
+            )
+        if self.pad_to is not None and self.pad_to < max(self.input_size[1:]):
+            raise ValueError(
+                f"ZooEntry {self.name!r}: pad_to={self.pad_to} must be at least the image size "
+                f"{self.input_size[1:]}; use pad_to=None to feed the image unpadded."
+            )
+
+    @property
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the constructor, as a new dict."""
+        return dict(self.kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the entry as JSON-ready data, as stored in manifests."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "arch": self.arch,
+            "kwargs": self.constructor_kwargs,
+            "input_size": list(self.input_size),
+            "pad_to": self.pad_to,
+        }
+
+
+_REGISTRY: dict[str, ZooEntry] = {}
+
+
+def register(entry: ZooEntry) -> ZooEntry:
+    """Add ``entry`` to the registry and return it.
+
+    Raises
+    ------
+    ValueError
+        If another entry already uses ``entry.name``.
+    """
+    if entry.name in _REGISTRY and _REGISTRY[entry.name] != entry:
+        raise ValueError(
+            f"zoo model {entry.name!r} is already registered with a different definition; "
+            "pick another name."
+        )
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Return the sorted names of the registered models that match a shell-style ``pattern``."""
+    return sorted(name for name in _REGISTRY if fnmatch.fnmatchcase(name, pattern))
+
+
+def get_entry(name: str) -> ZooEntry:
+    """Return the registered entry called ``name``.
+
+    Raises
+    ------
+    KeyError
+        If no model has that name; the message lists close matches.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        pass
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise KeyError(
+        f"unknown zoo model {name!r}; {hint}"
+        f"run 'python -m model_zoo list' to see all {len(_REGISTRY)} models."
+    )
+
+
+# Every entry builds from scratch (pretrained weights are never requested), for 28 x 28
+# greyscale images such as Fashion-MNIST.
+register(ZooEntry(
+    name="resnet18",
+    source="timm",
+    arch="resnet18",
+    description="ResNet-18 (11.2M parameters with 10 classes)",
+))
+register(ZooEntry(
+    name="mobilenetv3_small_100",
+    source="timm",
+    arch="mobilenetv3_small_100",
+    description="MobileNetV3-Small 1.0 (1.5M parameters with 10 classes)",
+))
+register(ZooEntry(
+    name="regnetx_002",
+    source="timm",
+    arch="regnetx_002",
+    description="RegNetX-200MF (2.3M parameters with 10 classes)",
+))
+register(ZooEntry(
+    name="lcnet_100",
+    source="timm",
+    arch="lcnet_100",
+    description="PP-LCNet 1.0 (1.7M parameters with 10 classes)",
+))
+register(ZooEntry(
+    name="resnet18_tv",
+    source="torchvision",
+    arch="resnet18",
+    description="torchvision ResNet-18 (11.2M parameters with 10 classes)",
+))

@@ -1,0 +1,414 @@
+"""Train a zoo architecture from scratch on the CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from model_zoo.registry import ZooEntry
+
+__all__ = ["TrainConfig", "TrainResult", "create_model", "evaluate", "predict_logits", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run; everything here is recorded in the manifest.
+
+    Parameters
+    ----------
+    epochs : int >= 1
+        Passes over the training set.
+    batch_size : int >= 1
+        Images per optimiser step; the last, smaller batch of an epoch is dropped.
+    lr : float > 0
+        Peak learning rate, reached by a linear warm-up and followed by a cosine decay to 0.
+    weight_decay : float >= 0
+        Decoupled weight decay (AdamW) or L2 penalty (SGD).
+    optimizer : {"adamw", "sgd"}
+        AdamW, or SGD with Nesterov momentum 0.9.
+    label_smoothing : float in [0, 1)
+        Label smoothing of the cross-entropy loss.
+    augment : bool
+        Shift each training image by up to 2 pixels and flip it horizontally with probability 1/2.
+    warmup_fraction : float in (0, 1)
+        Fraction of the steps spent raising the learning rate to ``lr``.
+    seed : int
+        Seeds the weight initialisation, the shuffling and the augmentation.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"
+    label_smoothing: float = 0.05
+    augment: bool = True
+    warmup_fraction: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self):
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {self.epochs!r}.")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {self.batch_size!r}.")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(
+                f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}."
+            )
+        if not 0 < self.warmup_fraction < 1:
+            raise ValueError(
+                f"warmup_fraction must be in (0, 1), got {self.warmup_fraction!r}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields as a JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """A trained network in eval mode and its training record.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The network, in eval mode (BatchNorm uses its running statistics).
+    history : list of dict
+        Per epoch: ``epoch``, ``train_loss``, ``train_accuracy`` (over the augmented batches),
+        ``lr_end`` and ``seconds``.
+    wall_time_s : float
+        Seconds spent in the training loop.
+    steps : int
+        Optimiser steps taken.
+    """
+
+    model: Any
+    history: list[dict[str, float]]
+    wall_time_s: float
+    steps: int
+
+
+def create_model(entry: ZooEntry, num_classes: int):
+    """Build ``entry``'s network with random weights; nothing is downloaded.
+
+    Parameters
+    ----------
+    entry : ZooEntry
+    num_classes : int
+        Size of the classifier's output.
+
+    Returns
+    -------
+    torch.nn.Module
+        Takes (B, *entry.input_size) float32 and returns logits (B, num_classes).
+    """
+    channels = entry.input_size[0]
+    if entry.source == "timm":
+        import timm
+
+        network = timm.create_model(
+            entry.arch,
+            pretrained=False,
+            num_classes=num_classes,
+            in_chans=channels,
+            **entry.constructor_kwargs,
+        )
+    else:
+        import torchvision
+
+        builder = getattr(torchvision.models, entry.arch, None)
+        if builder is None:
+            raise ValueError(
+                f"zoo model {entry.name!r}: torchvision.models has no builder {entry.arch!r}."
+            )
+        network = builder(weights=None, num_classes=num_classes, **entry.constructor_kwargs)
+        network = _adapt_torchvision_channels(network, channels)
+
+    if entry.pad_to is None:
+        return network
+    return _PaddedInput(network, entry.input_size[1:], entry.pad_to)
+
+
+def _adapt_torchvision_channels(network, channels: int):
+    """Replace the first convolution of a torchvision network when the images are not RGB."""
+    if channels == 3:
+        return network
+    for name, module in network.named_modules():
+        if isinstance(module, torch.nn.Conv2d) and module.in_channels == 3:
+            replacement = torch.nn.Conv2d(
+                channels,
+                module.out_channels,
+                kernel_size=module.kernel_size,
+                stride=module.stride,
+                padding=module.padding,
+                dilation=module.dilation,
+                groups=1,
+                bias=module.bias is not None,
+            )
+            parent_name, _, attribute = name.rpartition(".")
+            parent = network.get_submodule(parent_name) if parent_name else network
+            setattr(parent, attribute, replacement)
+            return network
+    raise ValueError(
+        f"cannot adapt {type(network).__name__} to {channels} input channels: "
+        "no Conv2d with 3 input channels found."
+    )
+
+
+class _PaddedInput(torch.nn.Module):
+    """Zero-pad (B, C, H, W) images to (B, C, size, size), centred, then run the network."""
+
+    def __init__(self, network, image_hw, size):
+        super().__init__()
+        self.network = network
+        height, width = image_hw
+        top = (size - height) // 2
+        left = (size - width) // 2
+        self.padding = (left, size - width - left, top, size - height - top)
+
+    def forward(self, x):
+        return self.network(torch.nn.functional.pad(x, self.padding))
+
+
+def train(
+    entry: ZooEntry,
+    dataset,
+    *,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 2e-3,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: bool = True,
+    num_classes: int | None = None,
+    max_steps: int | None = None,
+    **options,
+) -> TrainResult:
+    """Train ``entry`` from random weights on the CPU with a warm-up and cosine schedule.
+
+    Parameters
+    ----------
+    entry : ZooEntry
+        Architecture to build.
+    dataset : ImageSet or (inputs, labels)
+        ``inputs`` float32 (N, C, H, W) in [0, 1] matching ``entry.input_size``,
+        ``labels`` int (N,) in [0, num_classes).
+    epochs, batch_size, lr, seed
+        See `TrainConfig`.
+    threads : int, optional
+        Passed to ``torch.set_num_threads`` for the whole process; None keeps torch's setting.
+    progress : bool
+        Show a tqdm bar per epoch with the running loss and accuracy.
+    num_classes : int, optional
+        Output size; defaults to ``labels.max() + 1``.
+    max_steps : int, optional
+        Stop after this many steps in total (for smoke tests); the schedule still spans all
+        ``epochs``.
+    **options
+        Other `TrainConfig` fields: ``weight_decay``, ``optimizer``, ``label_smoothing``,
+        ``augment``, ``warmup_fraction``.
+
+    Returns
+    -------
+    TrainResult
+    """
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **options)
+    inputs, labels = _as_arrays(dataset, entry)
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+    torch.manual_seed(config.seed)
+    model = create_model(entry, num_classes)
+    steps_per_epoch = len(inputs) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"batch_size={config.batch_size} exceeds the {len(inputs)} training images; "
+            "lower batch_size."
+        )
+    total_steps = config.epochs * steps_per_epoch
+    optimizer = _make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _warmup_cosine(total_steps, config.warmup_fraction)
+    )
+    loss_function = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    generator = torch.Generator().manual_seed(config.seed)
+    inputs_tensor = torch.from_numpy(inputs)
+    labels_tensor = torch.from_numpy(labels)
+
+    logger.info(
+        "training %s (%s %s) on %d images: %d epochs x %d steps, %d threads",
+        entry.name, entry.source, entry.arch, len(inputs), config.epochs, steps_per_epoch,
+        torch.get_num_threads(),
+    )
+    history = []
+    step = 0
+    started = time.perf_counter()
+    for epoch in range(config.epochs):
+        model.train()
+        epoch_started = time.perf_counter()
+        order = torch.randperm(len(inputs), generator=generator)
+        loss_sum = 0.0
+        correct = 0
+        seen = 0
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"{entry.name} epoch {epoch + 1}/{config.epochs}",
+            disable=not progress,
+            leave=True,
+        )
+        for batch_index in bar:
+            index = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size]
+            batch = inputs_tensor[index]
+            target = labels_tensor[index]
+            if config.augment:
+                batch = _augment(batch, generator)
+
+            logits = model(batch)
+            loss = loss_function(logits, target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+
+            loss_sum += loss.item() * len(target)
+            correct += int((logits.argmax(dim=1) == target).sum())
+            seen += len(target)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+            if max_steps is not None and step >= max_steps:
+                break
+        bar.close()
+
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "lr_end": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - epoch_started,
+        }
+        history.append(record)
+        logger.info(
+            "%s epoch %d/%d: loss %.4f, accuracy %.4f, %.0f s",
+            entry.name, epoch + 1, config.epochs, record["train_loss"],
+            record["train_accuracy"], record["seconds"],
+        )
+        if not math.isfinite(record["train_loss"]):
+            raise FloatingPointError(
+                f"training {entry.name} diverged in epoch {epoch + 1} "
+                f"(loss {record['train_loss']}); lower lr={config.lr:g}."
+            )
+        if max_steps is not None and step >= max_steps:
+            break
+
+    model.eval()
+    return TrainResult(
+        model=model, history=history, wall_time_s=time.perf_counter() - started, steps=step
+    )
+
+
+def _as_arrays(dataset, entry: ZooEntry) -> tuple[np.ndarray, np.ndarray]:
+    if hasattr(dataset, "inputs") and hasattr(dataset, "labels"):
+        inputs, labels = dataset.inputs, dataset.labels
+    else:
+        inputs, labels = dataset
+    inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+    labels = np.ascontiguousarray(labels, dtype=np.int64)
+    if inputs.shape[1:] != tuple(entry.input_size):
+        raise ValueError(
+            f"zoo model {entry.name!r} expects images of shape (N, "
+            f"{', '.join(map(str, entry.input_size))}), got inputs of shape {inputs.shape}."
+        )
+    if len(inputs) != len(labels):
+        raise ValueError(
+            f"inputs hold {len(inputs)} images but labels hold {len(labels)} labels; "
+            "pass one label per image."
+        )
+    return inputs, labels
+
+
+def _make_optimizer(model, config: TrainConfig):
+    # Biases and normalisation scales get no weight decay, the usual practice for BatchNorm nets.
+    decayed = [p for p in model.parameters() if p.ndim > 1]
+    undecayed = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [
+        {"params": decayed, "weight_decay": config.weight_decay},
+        {"params": undecayed, "weight_decay": 0.0},
+    ]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=0.9, nesterov=True)
+
+
+def _warmup_cosine(total_steps: int, warmup_fraction: float):
+    """Return the learning-rate factor per step: linear rise to 1, then cosine decay to 0."""
+    warmup_steps = max(1, round(warmup_fraction * total_steps))
+    decay_steps = max(1, total_steps - warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps + 1) / decay_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+_MAX_SHIFT = 2  # pixels
+
+
+def _augment(batch, generator):
+    """Shift each image by up to `_MAX_SHIFT` pixels (zero fill) and flip half of them."""
+    size, _, height, width = batch.shape
+    padded = torch.nn.functional.pad(batch, (_MAX_SHIFT,) * 4)
+    shifts = torch.randint(0, 2 * _MAX_SHIFT + 1, (size, 2), generator=generator).tolist()
+    flips = (torch.rand(size, generator=generator) < 0.5).tolist()
+    out = torch.empty_like(batch)
+    for i, ((dy, dx), flip) in enumerate(zip(shifts, flips)):
+        image = padded[i, :, dy:dy + height, dx:dx + width]
+        out[i] = image.flip(-1) if flip else image
+    return out
+
+
+def predict_logits(model, inputs: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Run ``model`` in eval mode without gradients.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    inputs : ndarray of float32, shape (N, C, H, W)
+    batch_size : int
+
+    Returns
+    -------
+    ndarray of float32, shape (N, num_classes)
+    """
+    model.eval()
+    chunks = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size]))
+            chunks.append(model(batch).numpy())
+    return np.concatenate(chunks)
+
+
+def evaluate(model, inputs: np.ndarray, labels: np.ndarray, batch_size: int = 500) -> float:
+    """Return the top-1 accuracy of ``model`` on (inputs, labels)."""
+    logits = predict_logits(model, inputs, batch_size)
+    return float(np.mean(logits.argmax(axis=1) == labels))

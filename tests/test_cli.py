@@ -17,6 +17,16 @@ SUMMARY_KEYS = {"accuracy_centralized", "accuracy_coded", "agreement", "k", "num
                 "stragglers", "wait", "num_inputs"}
 
 
+@pytest.fixture(autouse=True)
+def restore_log_levels():
+    # The -v/-q flags set the package loggers' levels, which would leak into later tests.
+    loggers = [logging.getLogger(name) for name in ("approxifer_onnx", "model_zoo")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
+
+
 @pytest.fixture()
 def files(tmp_path):
     model = write_linear_classifier(tmp_path / "model.onnx", num_classes=3)

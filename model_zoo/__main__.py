@@ -49,7 +49,7 @@ def list_command(pattern: str) -> None:
 @click.option("--seed", type=int, default=_TRAIN_DEFAULTS["seed"], show_default=True,
               help="Seed of the initialisation, shuffling and augmentation.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), show_default=True,
-              default=_TRAIN_DEFAULTS["weight_decay"], help="Weight decay of the weights.")
+              default=_TRAIN_DEFAULTS["weight_decay"], help="Weight decay of the weight tensors (AdamW: decoupled, SGD: L2).")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), show_default=True,
               default=_TRAIN_DEFAULTS["optimizer"], help="AdamW, or SGD with Nesterov momentum.")
 @click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
@@ -96,7 +96,7 @@ def test_slice_command(dataset: str, count: int, data_dir: Path | None, output: 
     images, labels = load_split_uint8(dataset, "test", data_dir)
     if count > len(images):
         raise click.BadParameter(
-            f"the {dataset} test split holds {len(images)} images, got --count {count}.",
+            f"--count must be at most the {len(images)} images of the {dataset} test split, got {count}.",
             param_hint="--count",
         )
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ class DatasetInfo:
     name : str
         Name used on the command line and in cache paths.
     default_dir : str
-        Folder that holds the IDX files when the caller passes no ``data_dir``.
+        Folder that contains the IDX files when the caller passes no ``data_dir``.
     num_classes : int
         Number of labels.
     image_size : tuple of int
@@ -139,5 +139,5 @@ def _find_idx(folder: Path, stem: str) -> Path:
             return candidate
     raise FileNotFoundError(
         f"IDX file {stem}[.gz] not found in {folder}; pass data_dir= (or --data-dir) with the "
-        "folder that holds the four IDX files."
+        "folder that contains the four IDX files."
     )

@@ -29,7 +29,7 @@ class ExportMismatchError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class ExportCheck:
-    """How an exported file compared with the torch network it came from.
+    """Comparison of an exported file with the torch network it came from.
 
     Attributes
     ----------
@@ -133,8 +133,8 @@ def export_onnx(
 def _write_onnx(model: torch.nn.Module, path: Path, input_shape: tuple[int, ...]) -> None:
     example = torch.zeros((2, *input_shape), dtype=torch.float32)
     with warnings.catch_warnings():
-        # torch 2.9 and later warn that the TorchScript exporter is the legacy one; it is chosen
-        # on purpose because it keeps the weights inside the single .onnx file.
+        # torch 2.9 and later mark the TorchScript exporter as legacy. The zoo uses it because
+        # it keeps the weights inside the single .onnx file.
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         with torch.inference_mode():
             torch.onnx.export(

@@ -30,7 +30,7 @@ class ZooEntry:
     input_size : tuple of int
         Image shape (C, H, W) that the exported model accepts.
     pad_to : int or None
-        When set, the network sees the image zero-padded to a ``pad_to`` x ``pad_to`` square.
+        When set, the network receives the image zero-padded to a ``pad_to`` x ``pad_to`` square.
         The padding is part of the exported graph, so callers still send ``input_size``.
     description : str
         One line shown by ``list_models`` on the command line.

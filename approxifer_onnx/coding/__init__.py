@@ -2,14 +2,32 @@
 
 from .berrut import alternating_signs, berrut_matrix
 from .code import BerrutCode
+from .locators import (
+    LOCATORS,
+    LocateResult,
+    Locator,
+    check_num_workers,
+    denominator_values,
+    locate,
+    required_results,
+    required_workers,
+)
 from .nodes import DEFAULT_NODE_FAMILY, NODE_FAMILIES, query_nodes, worker_nodes
 
 __all__ = [
     "DEFAULT_NODE_FAMILY",
+    "LOCATORS",
     "NODE_FAMILIES",
     "BerrutCode",
+    "LocateResult",
+    "Locator",
     "alternating_signs",
     "berrut_matrix",
+    "check_num_workers",
+    "denominator_values",
+    "locate",
     "query_nodes",
+    "required_results",
+    "required_workers",
     "worker_nodes",
 ]

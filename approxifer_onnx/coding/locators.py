@@ -1,0 +1,693 @@
+"""Locators of Byzantine results: find the workers whose results are wrong, before decoding.
+
+Every locator rests on one fact. Multiplying the numerator and denominator of the Berrut encoder
+by prod_j (z - alpha_j) writes a coded query as u(z) = P_u(z) / D(z), with the known denominator
+
+    D(z) = sum_j (-1)^j prod_{i != j} (z - alpha_i),        degree <= K - 1, no real zeros.
+
+So when the model f is affine, every output class of the results is y(z) = P(z) / D(z) with
+deg P <= K - 1, and the E wrong results are the zeros of an error locator Lambda of degree E.
+Real models are close to affine near the data, so on real outputs the locators work approximately.
+
+Each code-based locator solves, for every assumed error count e = 1..E, a homogeneous linear
+system in Chebyshev bases on [-1, 1]: find a locator l (coefficient vector) such that
+w_c * (B_loc l) lies in the column space of B_num for every output class c, where w_c are the
+class values at the worker nodes. The null vector comes from an SVD, so no coefficient is fixed
+and a wrong worker at z = 0 is found like any other. The variants differ in (B_num, B_loc, w):
+
+=================  =============================================  ===========================
+name               system                                         results needed, |F|
+=================  =============================================  ===========================
+welch              P(z_i) = y_i Q(z_i), deg P, Q <= K+E-1;         2K + 2E - 1
+                   per class, suspects chosen by a vote
+berrut-rational    the Berrut form: locator Lambda = N / D_t over  K + 2E + 1
+                   E+1 auxiliary nodes, numerator of degree K+E
+                   over D * D_t; per class, vote
+reed-solomon       N(z_i) = y_i D(z_i) Lambda(z_i),                K + 2E
+                   deg N <= K+E-1, deg Lambda <= E; per class,
+                   vote (real-valued Berlekamp-Welch)
+joint              reed-solomon with one Lambda shared by all C    K + E + ceil(E/C) for
+                   classes                                        random corruption
+median             no code: per-class distance to the median       max(K + E, 2E + 1)
+=================  =============================================  ===========================
+
+The number of wrong results is estimated, not assumed to be E: for each e the e most suspect
+workers are removed and the honest model of the locator (e = 0) is fitted to the rest. The
+smallest e whose relative fit residual is within the tolerance wins, so that honest workers are
+kept when no result is wrong. Approximate data that never fits within the tolerance falls back to the
+largest e at which removing one more worker shrank the residual by at least `min_gap`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from numpy.polynomial import chebyshev
+
+from .berrut import alternating_signs
+from .nodes import query_nodes
+
+__all__ = [
+    "LOCATORS",
+    "LocateResult",
+    "Locator",
+    "check_num_workers",
+    "denominator_values",
+    "locate",
+    "required_results",
+    "required_workers",
+]
+
+# Relative fit residuals below this many float64 eps count as an exact fit (exact data).
+# Residuals of exact synthetic data measure below 1e-13 for K <= 16, E <= 4.
+_EXACT_TOLERANCE = 2.0**20 * np.finfo(np.float64).eps  # about 2.3e-10
+
+# Median locator: a result farther than this many median absolute deviations from the median,
+# averaged over the classes, counts as wrong.
+_MEDIAN_TOLERANCE = 10.0
+
+_DEFAULT_MIN_GAP = 4.0
+
+
+@dataclass(frozen=True)
+class _System:
+    """Matrices of one locator's linear system at the nodes z of the results used.
+
+    numerator : (m, n_num) basis of the honest-model numerator
+    locator : (m, n_loc) basis of the locator, evaluated at the nodes
+    value_weight : (m,) factor applied to the results before they enter the system
+    display_weight : (m,) factor turning |locator @ l| into the locator value of each node
+    """
+
+    numerator: np.ndarray
+    locator: np.ndarray
+    value_weight: np.ndarray
+    display_weight: np.ndarray
+
+
+@dataclass(frozen=True)
+class Locator:
+    """One locator variant: how many results it needs and the linear system it solves.
+
+    Attributes
+    ----------
+    name : str
+        Registry key in `LOCATORS`.
+    description : str
+        One line for help texts.
+    results_formula, workers_formula : str
+        Results and workers needed, as formulas in K, E, S and C, for error messages.
+    needed : callable (k, byzantine, num_outputs or None) -> int
+        Results needed to locate `byzantine` wrong ones among them.
+    system : callable (z, alpha, e) -> _System, or None
+        Builder of the linear system; None for the median baseline, which ignores the code.
+    joint : bool
+        True when one locator is shared by all output classes; False for a per-class vote.
+    """
+
+    name: str
+    description: str
+    results_formula: str
+    workers_formula: str
+    needed: Callable[[int, int, int | None], int]
+    system: Callable[[np.ndarray, np.ndarray, int], _System] | None
+    joint: bool
+
+
+@dataclass(frozen=True)
+class LocateResult:
+    """Wrong results located in each group.
+
+    Attributes
+    ----------
+    suspected : tuple of tuple of int, length G
+        Worker indices whose results are judged wrong, per group, in increasing order.
+    estimated_errors : ndarray of int, shape (G,), values in 0..E
+        Number of wrong results estimated per group (the length of each `suspected` entry).
+    consistent : ndarray of bool, shape (G,)
+        True when the kept results fit the locator's honest model within the tolerance. False
+        means the suspects are a best effort: more than E results may be wrong, or the data is
+        approximate and the tolerance too tight.
+    residuals : ndarray of float, shape (G, E + 1)
+        Relative fit residual of the honest model after removing the e most suspect workers,
+        for e = 0..E (robust scores in median absolute deviations for the median locator).
+    trusted : ndarray of bool, shape (G, N)
+        Available workers that are not suspected: the set F to decode from.
+    """
+
+    suspected: tuple[tuple[int, ...], ...]
+    estimated_errors: np.ndarray
+    consistent: np.ndarray
+    residuals: np.ndarray
+    trusted: np.ndarray
+
+
+def denominator_values(alpha: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Evaluate D(z) = sum_j (-1)^j prod_{i != j} (z - alpha_i), the encoder's denominator.
+
+    Parameters
+    ----------
+    alpha : array_like of float, shape (K,)
+        Distinct nodes; the sign follows each node's position in decreasing order.
+    z : array_like of float, shape (m,)
+
+    Returns
+    -------
+    ndarray of float64, shape (m,)
+        D has no real zeros, because D(z) = prod_i (z - alpha_i) * sum_j (-1)^j / (z - alpha_j)
+        and Berrut's denominator has no real zeros.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    z = np.asarray(z, dtype=np.float64)
+    differences = z[:, None] - alpha[None, :]  # (m, K)
+    products = np.empty_like(differences)
+    for j in range(alpha.size):
+        products[:, j] = np.prod(np.delete(differences, j, axis=1), axis=1)
+    return products @ alternating_signs(alpha)
+
+
+# ---------------------------------------------------------------------------------------------
+# The variants: each builds its linear system for the results at nodes z, assuming e errors.
+
+
+def _welch_system(z: np.ndarray, alpha: np.ndarray, e: int) -> _System:
+    # P(z_i) - y_i Q(z_i) = 0 with deg P, Q <= K+e-1. Q = D * Lambda, so dividing |Q| by the
+    # known |D| gives the locator values; D has no real zeros.
+    basis = chebyshev.chebvander(z, alpha.size + e - 1)
+    ones = np.ones(z.size)
+    return _System(basis, basis, ones, 1.0 / np.abs(denominator_values(alpha, z)))
+
+
+def _berrut_rational_system(z: np.ndarray, alpha: np.ndarray, e: int) -> _System:
+    # Lambda = N / D_t is a Berrut-form rational over E+1 auxiliary nodes t (pole-free), and
+    # Lambda * y = M / (D * D_t) with deg M <= K+e: one numerator degree more than the true
+    # K+e-1, which is the price of the partial-fraction form and costs one extra result.
+    auxiliary = query_nodes(e + 1)
+    auxiliary_denominator = denominator_values(auxiliary, z)
+    numerator = chebyshev.chebvander(z, alpha.size + e)
+    numerator /= (denominator_values(alpha, z) * auxiliary_denominator)[:, None]
+    locator = chebyshev.chebvander(z, e) / auxiliary_denominator[:, None]
+    ones = np.ones(z.size)
+    return _System(numerator, locator, ones, ones)
+
+
+def _reed_solomon_system(z: np.ndarray, alpha: np.ndarray, e: int) -> _System:
+    # y_i D(z_i) are evaluations of a polynomial of degree K-1 at honest workers, so the
+    # real-valued Berlekamp-Welch key equation N(z_i) = y_i D(z_i) Lambda(z_i) applies.
+    numerator = chebyshev.chebvander(z, alpha.size + e - 1)
+    locator = chebyshev.chebvander(z, e)
+    return _System(numerator, locator, denominator_values(alpha, z), np.ones(z.size))
+
+
+def _results_for_joint(k: int, byzantine: int, num_outputs: int | None) -> int:
+    if num_outputs is None:
+        return k + 2 * byzantine  # the Reed-Solomon count is valid against any corruption
+    return k + byzantine + math.ceil(byzantine / num_outputs)
+
+
+LOCATORS: dict[str, Locator] = {
+    locator.name: locator
+    for locator in (
+        Locator(
+            "welch",
+            "Welch-style rational locator per class with a vote (the ApproxIFER paper's)",
+            "2*K+2*E-1",
+            "2*K+2*E+S-1",
+            lambda k, byzantine, num_outputs: 2 * k + 2 * byzantine - 1,
+            _welch_system,
+            joint=False,
+        ),
+        Locator(
+            "berrut-rational",
+            "rational locator on the Berrut form per class with a vote",
+            "K+2*E+1",
+            "K+2*E+S+1",
+            lambda k, byzantine, num_outputs: k + 2 * byzantine + 1,
+            _berrut_rational_system,
+            joint=False,
+        ),
+        Locator(
+            "reed-solomon",
+            "real Berlekamp-Welch on y * D per class with a vote",
+            "K+2*E",
+            "K+2*E+S",
+            lambda k, byzantine, num_outputs: k + 2 * byzantine,
+            _reed_solomon_system,
+            joint=False,
+        ),
+        Locator(
+            "joint",
+            "real Berlekamp-Welch on y * D with one locator shared by all classes",
+            "K+E+ceil(E/C)",
+            "K+E+ceil(E/C)+S",
+            _results_for_joint,
+            _reed_solomon_system,
+            joint=True,
+        ),
+        Locator(
+            "median",
+            "baseline ignoring the code: distance to the per-class median",
+            "max(K+E, 2*E+1)",
+            "max(K+E, 2*E+1)+S",
+            lambda k, byzantine, num_outputs: max(k + byzantine, 2 * byzantine + 1),
+            None,
+            joint=False,
+        ),
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _check_count(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {name}={value}")
+    return int(value)
+
+
+def _get_locator(locator: str | Locator) -> Locator:
+    if isinstance(locator, Locator):
+        return locator
+    if locator not in LOCATORS:
+        choices = ", ".join(repr(name) for name in LOCATORS)
+        raise ValueError(f"unknown locator {locator!r}; choose one of {choices}")
+    return LOCATORS[locator]
+
+
+def required_results(
+    locator: str | Locator, k: int, byzantine: int, *, num_outputs: int | None = None
+) -> int:
+    """Return the number of results from which `locator` finds up to `byzantine` wrong ones.
+
+    Parameters
+    ----------
+    locator : str or Locator
+        A name in `LOCATORS`.
+    k : int, >= 1
+        Queries per group, K.
+    byzantine : int, >= 0
+        Wrong results tolerated, E. With E = 0 nothing is located and K results suffice.
+    num_outputs : int, optional
+        Output classes C. Only the "joint" locator uses it, and only against random corruption;
+        without it "joint" needs the Reed-Solomon count K + 2E, which is valid against any.
+
+    Returns
+    -------
+    int
+    """
+    entry = _get_locator(locator)
+    k = _check_count("k", k, 1)
+    byzantine = _check_count("byzantine", byzantine, 0)
+    if num_outputs is not None:
+        num_outputs = _check_count("num_outputs", num_outputs, 1)
+    if byzantine == 0:
+        return k
+    return entry.needed(k, byzantine, num_outputs)
+
+
+def required_workers(
+    locator: str | Locator,
+    k: int,
+    stragglers: int,
+    byzantine: int,
+    *,
+    num_outputs: int | None = None,
+) -> int:
+    """Return the number of workers N for S stragglers and E wrong results: results needed + S.
+
+    For example N = 2K + 2E + S - 1 for "welch" and K + 2E + S for "reed-solomon".
+    """
+    stragglers = _check_count("stragglers", stragglers, 0)
+    return required_results(locator, k, byzantine, num_outputs=num_outputs) + stragglers
+
+
+def check_num_workers(
+    locator: str | Locator,
+    k: int,
+    stragglers: int,
+    byzantine: int,
+    num_workers: int,
+    *,
+    num_outputs: int | None = None,
+) -> int:
+    """Validate a user-given worker count against `required_workers` and return it.
+
+    Raises
+    ------
+    ValueError
+        If num_workers is too small; the message states the inequality, for example
+        "byzantine=3 needs at least 2*K+2*E+S-1 = 21 workers, got num_workers=17."
+    """
+    entry = _get_locator(locator)
+    num_workers = _check_count("num_workers", num_workers, 1)
+    needed = required_workers(entry, k, stragglers, byzantine, num_outputs=num_outputs)
+    if num_workers < needed:
+        formula = "K+S" if byzantine == 0 else entry.workers_formula
+        raise ValueError(
+            f"byzantine={byzantine} needs at least {formula} = {needed} workers with the "
+            f"{entry.name!r} locator (K={k}, S={stragglers}), got num_workers={num_workers}; "
+            f"raise num_workers or lower byzantine or stragglers"
+        )
+    return num_workers
+
+
+# ---------------------------------------------------------------------------------------------
+# The shared core
+
+
+def _rows_by_pattern(mask: np.ndarray):
+    """Yield (pattern, rows) for each distinct row of a boolean (b, m) mask."""
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    for index, pattern in enumerate(patterns):
+        yield pattern, np.flatnonzero(inverse == index)
+
+
+def _orthogonal_complement(basis: np.ndarray) -> np.ndarray:
+    """Return an orthonormal (m, m - n) basis of the complement of the columns of `basis`."""
+    m, n = basis.shape
+    if m <= n:
+        return np.zeros((m, 0))
+    q, _ = np.linalg.qr(basis, mode="complete")
+    return q[:, n:]
+
+
+def _smallest_singular(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the right singular vector and value of the smallest singular value of each matrix.
+
+    matrices has shape (b, r, n). With fewer rows than columns the null space is not trivial
+    and the singular value is 0; zero rows are appended so that the SVD returns a null vector.
+    """
+    b, r, n = matrices.shape
+    if r < n:
+        matrices = np.concatenate([matrices, np.zeros((b, n - r, n))], axis=1)
+    _, singular_values, vh = np.linalg.svd(matrices)
+    return vh[:, -1, :], singular_values[:, -1]
+
+
+def _normalize_classes(values: np.ndarray) -> np.ndarray:
+    """Scale each class of (b, m, c) values to a maximum absolute value of 1 (zero classes stay)."""
+    peak = np.max(np.abs(values), axis=1, keepdims=True)
+    return values / np.where(peak > 0, peak, 1.0)
+
+
+def _solve(system: _System, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Find the locator of each batch entry from values (b, m, c) that share one system.
+
+    Returns the locator values at the m nodes, shape (b, m), and the relative residual of the
+    null vector, shape (b,): its singular value over the Frobenius norm of the unprojected
+    system, so 0 for data that fit exactly.
+    """
+    batch, m, classes = values.shape
+    weighted = _normalize_classes(values * system.value_weight[None, :, None])
+    products = weighted[..., None] * system.locator[None, :, None, :]  # (b, m, c, n_loc)
+
+    # w_c * (B_loc l) lies in the span of B_num exactly when its projection onto the
+    # complement of that span vanishes: stack the projections of all c classes.
+    complement = _orthogonal_complement(system.numerator)  # (m, r)
+    projected = np.einsum("mr,bmcn->bcrn", complement, products)
+    projected = projected.reshape(batch, classes * complement.shape[1], products.shape[3])
+    vectors, singular = _smallest_singular(projected)
+
+    scale = np.sqrt(np.sum(products**2, axis=(1, 2, 3)))
+    residual = np.divide(singular, scale, out=np.zeros(batch), where=scale > 0)
+    locator_values = np.abs(vectors @ system.locator.T) * system.display_weight[None, :]
+    return locator_values, residual
+
+
+def _honest_residual(entry: Locator, z, alpha, values: np.ndarray) -> np.ndarray:
+    """Return the worst relative residual over classes of the honest model (e = 0), shape (b,)."""
+    batch, m, classes = values.shape
+    per_class = values.transpose(0, 2, 1).reshape(batch * classes, m, 1)
+    _, residual = _solve(entry.system(z, alpha, 0), per_class)
+    return residual.reshape(batch, classes).max(axis=1)
+
+
+def _residuals_without(entry: Locator, z, alpha, values, candidates) -> np.ndarray:
+    """Return the honest-model residual after removing each candidate set, shape (b, E + 1).
+
+    candidates[e] contains the positions (into z) of the e workers to remove, shape (b, e).
+    """
+    batch, m, _ = values.shape
+    residuals = np.empty((batch, len(candidates)))
+    for e, positions in enumerate(candidates):
+        keep = np.ones((batch, m), dtype=bool)
+        np.put_along_axis(keep, positions, False, axis=1)
+        for pattern, rows in _rows_by_pattern(keep):
+            residuals[rows, e] = _honest_residual(
+                entry, z[pattern], alpha, values[rows][:, pattern]
+            )
+    return residuals
+
+
+def _locate_shared(entry: Locator, z, alpha, values, byzantine):
+    """Locate with one locator shared by all classes of values (b, m, c).
+
+    Returns the candidates (a list over e = 0..E of (b, e) positions into z, the e smallest
+    locator values of the degree-e locator) and their residuals (b, E + 1).
+    """
+    batch = values.shape[0]
+    candidates = [np.zeros((batch, 0), dtype=np.int64)]
+    for e in range(1, byzantine + 1):
+        locator_values, _ = _solve(entry.system(z, alpha, e), values)
+        candidates.append(np.argsort(locator_values, axis=1, kind="stable")[:, :e])
+    return candidates, _residuals_without(entry, z, alpha, values, candidates)
+
+
+def _locate_by_vote(entry: Locator, z, alpha, values, byzantine, tolerance, min_gap):
+    """Locate class by class, then vote; same returns as `_locate_shared`.
+
+    Each class estimates its own error count and flags that many workers, so a class whose
+    results fit without errors casts no vote. The workers with the most votes are the
+    candidates; ties go to the larger residual drop in the classes that flagged them.
+    """
+    batch, m, classes = values.shape
+    per_class = values.transpose(0, 2, 1).reshape(batch * classes, m, 1)
+    class_candidates, class_residuals = _locate_shared(entry, z, alpha, per_class, byzantine)
+    class_counts, _ = _estimate_errors(class_residuals, tolerance, min_gap)
+
+    votes = np.zeros((batch * classes, m))
+    drop = np.zeros((batch * classes, m))
+    for count in range(1, byzantine + 1):
+        rows = np.flatnonzero(class_counts == count)
+        flagged = class_candidates[count][rows]  # (rows, count)
+        votes[rows] = _flag(m, flagged)
+        gain = np.maximum(class_residuals[rows, 0] - class_residuals[rows, count], 0.0)
+        drop[rows] = votes[rows] * gain[:, None]
+    votes = votes.reshape(batch, classes, m).sum(axis=1)
+    drop = drop.reshape(batch, classes, m).sum(axis=1)
+
+    order = np.lexsort((-drop, -votes), axis=1)
+    candidates = [order[:, :e] for e in range(byzantine + 1)]
+    return candidates, _residuals_without(entry, z, alpha, values, candidates)
+
+
+def _flag(m: int, positions: np.ndarray) -> np.ndarray:
+    """Return a (rows, m) 0/1 array with ones at the given (rows, count) positions."""
+    flags = np.zeros((positions.shape[0], m))
+    np.put_along_axis(flags, positions, 1.0, axis=1)
+    return flags
+
+
+def _median_residuals(values: np.ndarray, byzantine: int):
+    """Rank results by their mean robust distance to the per-class median (ignores the code).
+
+    The residual after removing e results is the largest remaining score, in median absolute
+    deviations (MAD).
+    """
+    median = np.median(values, axis=1, keepdims=True)
+    deviation = np.abs(values - median)  # (b, m, c)
+    mad = np.median(deviation, axis=1, keepdims=True)
+    floor = np.finfo(np.float64).eps * np.maximum(1.0, np.max(np.abs(values), axis=1, keepdims=True))
+    score = np.mean(deviation / np.maximum(mad, floor), axis=2)  # (b, m)
+
+    order = np.argsort(-score, axis=1, kind="stable")
+    ranked = np.take_along_axis(score, order, axis=1)
+    candidates = [order[:, :e] for e in range(byzantine + 1)]
+    return candidates, ranked[:, : byzantine + 1]
+
+
+def _estimate_errors(residuals: np.ndarray, tolerance: float, min_gap: float):
+    """Choose the error count per row of residuals (b, E + 1); return (counts, consistent).
+
+    The smallest e whose residual is within the tolerance wins. Rows where none is fall back to
+    the largest e at which removing the e-th suspect divided the residual by at least min_gap,
+    or to 0.
+    """
+    fits = residuals <= tolerance
+    consistent = fits.any(axis=1)
+    first_fit = np.argmax(fits, axis=1)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = residuals[:, :-1] / residuals[:, 1:]  # (b, E): ratio for e = 1..E
+    drops = ratios >= min_gap
+    byzantine = residuals.shape[1] - 1
+    last_drop = np.where(drops.any(axis=1), byzantine - np.argmax(drops[:, ::-1], axis=1), 0)
+    return np.where(consistent, first_fit, last_drop), consistent
+
+
+def _nodes_of(code) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(code, tuple) and len(code) == 2:
+        alpha, beta = code
+    elif hasattr(code, "alpha") and hasattr(code, "beta"):
+        alpha, beta = code.alpha, code.beta
+    else:
+        raise TypeError(
+            f"code must be a BerrutCode or a pair (alpha, beta) of node arrays, "
+            f"got {type(code).__name__}"
+        )
+    alpha = np.asarray(alpha, dtype=np.float64)
+    beta = np.asarray(beta, dtype=np.float64)
+    if alpha.ndim != 1 or beta.ndim != 1 or alpha.size == 0 or beta.size == 0:
+        raise ValueError(
+            f"alpha and beta must be non-empty 1-D arrays, got shapes {alpha.shape} and "
+            f"{beta.shape}"
+        )
+    return alpha, beta
+
+
+def _check_results(y, available, num_workers: int):
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 2:
+        y = y[:, :, None]
+    if y.ndim != 3 or y.shape[1] != num_workers:
+        raise ValueError(
+            f"y must have shape (groups, N={num_workers}, classes) or (groups, N), "
+            f"got {y.shape}"
+        )
+    groups = y.shape[0]
+    available = np.asarray(available)
+    if available.dtype != bool:
+        raise TypeError(f"available must be a boolean mask, got dtype {available.dtype}")
+    if available.shape == (num_workers,):
+        available = np.broadcast_to(available, (groups, num_workers))
+    if available.shape != (groups, num_workers):
+        raise ValueError(
+            f"available must have shape (N,) = ({num_workers},) or (G, N) = "
+            f"({groups}, {num_workers}), got {available.shape}"
+        )
+    bad = available & ~np.all(np.isfinite(y), axis=2)
+    if bad.any():
+        group, worker = np.argwhere(bad)[0]
+        raise ValueError(
+            f"the result of available worker {worker} in group {group} is not finite; "
+            f"mark non-finite results as unavailable (stragglers) before locating"
+        )
+    return y, available
+
+
+def locate(
+    code,
+    y: np.ndarray,
+    available: np.ndarray,
+    byzantine: int,
+    locator: str | Locator = "reed-solomon",
+    *,
+    tolerance: float | None = None,
+    min_gap: float = _DEFAULT_MIN_GAP,
+) -> LocateResult:
+    """Locate up to E wrong results per group, among the available workers only.
+
+    Parameters
+    ----------
+    code : BerrutCode or tuple (alpha, beta)
+        The code whose query nodes alpha (K,) and worker nodes beta (N,) produced the results.
+    y : array_like of float, shape (G, N, C) or (G, N)
+        Worker results; rows of unavailable workers are ignored and may hold anything.
+    available : array_like of bool, shape (N,) or (G, N)
+        Workers whose results arrived; stragglers are never suspected and never vote.
+    byzantine : int, >= 0
+        Maximum number of wrong results to locate per group, E.
+    locator : str or Locator
+        A name in `LOCATORS`.
+    tolerance : float, optional
+        Fit residual within which the kept results count as honest. For the code-based
+        locators it is relative (residual over the norm of the data); the default, about
+        2.3e-10, suits exact data, and approximate data such as real model outputs needs a
+        threshold above its own interpolation error. For "median" it is a score in median
+        absolute deviations, by default 10.
+    min_gap : float, > 1
+        Fallback for groups that never fit within the tolerance: the error count is the largest
+        e at which removing the e-th suspect divided the residual by at least `min_gap`.
+
+    Returns
+    -------
+    LocateResult
+
+    Warns
+    -----
+    UserWarning
+        If a group has fewer available results than `required_results`: the suspects found
+        then need not be the wrong workers.
+
+    Notes
+    -----
+    For every e = 1..E the locator proposes its e most suspect workers; the honest model of the
+    locator is fitted to the remaining results and the smallest e with a residual within the
+    tolerance is taken. With exact data and at least `required_results` results, the true
+    error count a <= E is the smallest such e and the locator at degree a is unique, so every
+    wrong result is found and no honest one is dropped.
+    """
+    entry = _get_locator(locator)
+    alpha, beta = _nodes_of(code)
+    byzantine = _check_count("byzantine", byzantine, 0)
+    y, available = _check_results(y, available, beta.size)
+    if not (isinstance(min_gap, (int, float)) and min_gap > 1):
+        raise ValueError(f"min_gap must be a number greater than 1, got min_gap={min_gap!r}")
+    if tolerance is None:
+        tolerance = _MEDIAN_TOLERANCE if entry.system is None else _EXACT_TOLERANCE
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be non-negative, got tolerance={tolerance!r}")
+
+    groups, num_workers, classes = y.shape
+    estimated = np.zeros(groups, dtype=np.int64)
+    consistent = np.ones(groups, dtype=bool)
+    residuals = np.full((groups, byzantine + 1), np.nan)
+    suspected: list[tuple[int, ...]] = [()] * groups
+    if byzantine == 0:
+        return LocateResult(tuple(suspected), estimated, consistent, residuals, available.copy())
+
+    needed = required_results(entry, alpha.size, byzantine, num_outputs=classes)
+    fewest = int(available.sum(axis=1).min())
+    if fewest < needed:
+        warnings.warn(
+            f"the {entry.name!r} locator needs {entry.results_formula} = {needed} results to "
+            f"locate byzantine={byzantine} wrong ones (K={alpha.size}, C={classes}), but a group "
+            f"has only {fewest}; the suspects may be wrong. Add workers or wait for more results",
+            stacklevel=2,
+        )
+
+    for pattern, rows in _rows_by_pattern(available):
+        workers = np.flatnonzero(pattern)
+        values = y[rows][:, workers]  # (b, m, C)
+        if entry.system is None:
+            candidates, pattern_residuals = _median_residuals(values, byzantine)
+        elif entry.joint:
+            candidates, pattern_residuals = _locate_shared(
+                entry, beta[workers], alpha, values, byzantine
+            )
+        else:
+            candidates, pattern_residuals = _locate_by_vote(
+                entry, beta[workers], alpha, values, byzantine, tolerance, min_gap
+            )
+        counts, fits = _estimate_errors(pattern_residuals, tolerance, min_gap)
+
+        residuals[rows] = pattern_residuals
+        estimated[rows] = counts
+        consistent[rows] = fits
+        for index, (row, count) in enumerate(zip(rows, counts)):
+            positions = candidates[count][index]
+            suspected[row] = tuple(sorted(int(workers[p]) for p in positions))
+
+    trusted = available.copy()
+    for group, workers in enumerate(suspected):
+        trusted[group, list(workers)] = False
+    return LocateResult(tuple(suspected), estimated, consistent, residuals, trusted)

@@ -9,12 +9,10 @@ import click
 import numpy as np
 
 from model_zoo.datasets import DATASETS, load_split_uint8
+from model_zoo.recipe import TrainConfig
 from model_zoo.registry import get_entry, list_models
 
-_TRAIN_DEFAULTS = {
-    "epochs": 10, "batch_size": 128, "lr": 2e-3, "seed": 0, "weight_decay": 0.05,
-    "optimizer": "adamw", "label_smoothing": 0.05, "augment": True, "warmup_fraction": 0.25,
-}
+_DEFAULTS = TrainConfig()
 
 
 @click.group()
@@ -40,25 +38,26 @@ def list_command(pattern: str) -> None:
 @click.argument("name")
 @click.option("--dataset", type=click.Choice(sorted(DATASETS)), default="fashion-mnist",
               show_default=True, help="Training and test data.")
-@click.option("--epochs", type=click.IntRange(min=1), default=_TRAIN_DEFAULTS["epochs"],
+@click.option("--epochs", type=click.IntRange(min=1), default=_DEFAULTS.epochs,
               show_default=True, help="Passes over the training set.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=_TRAIN_DEFAULTS["batch_size"],
+@click.option("--batch-size", type=click.IntRange(min=1), default=_DEFAULTS.batch_size,
               show_default=True, help="Images per optimiser step.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_TRAIN_DEFAULTS["lr"],
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.lr,
               show_default=True, help="Peak learning rate (linear warm-up, then cosine decay).")
-@click.option("--seed", type=int, default=_TRAIN_DEFAULTS["seed"], show_default=True,
+@click.option("--seed", type=int, default=_DEFAULTS.seed, show_default=True,
               help="Seed of the initialisation, shuffling and augmentation.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), show_default=True,
-              default=_TRAIN_DEFAULTS["weight_decay"], help="Weight decay of the weight tensors (AdamW: decoupled, SGD: L2).")
+              default=_DEFAULTS.weight_decay,
+              help="Weight decay of the weight tensors (AdamW: decoupled, SGD: L2).")
 @click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), show_default=True,
-              default=_TRAIN_DEFAULTS["optimizer"], help="AdamW, or SGD with Nesterov momentum.")
+              default=_DEFAULTS.optimizer, help="AdamW, or SGD with Nesterov momentum.")
 @click.option("--label-smoothing", type=click.FloatRange(min=0, max=1, max_open=True),
-              default=_TRAIN_DEFAULTS["label_smoothing"], show_default=True,
+              default=_DEFAULTS.label_smoothing, show_default=True,
               help="Label smoothing of the cross-entropy loss.")
-@click.option("--augment/--no-augment", default=_TRAIN_DEFAULTS["augment"], show_default=True,
+@click.option("--augment/--no-augment", default=_DEFAULTS.augment, show_default=True,
               help="Random shifts of up to 2 pixels and horizontal flips.")
 @click.option("--warmup-fraction", type=click.FloatRange(min=0, max=1, min_open=True,
-              max_open=True), default=_TRAIN_DEFAULTS["warmup_fraction"], show_default=True,
+              max_open=True), default=_DEFAULTS.warmup_fraction, show_default=True,
               help="Fraction of the steps that raise the learning rate to --lr.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch threads for training [default: torch's choice].")
@@ -96,7 +95,8 @@ def test_slice_command(dataset: str, count: int, data_dir: Path | None, output: 
     images, labels = load_split_uint8(dataset, "test", data_dir)
     if count > len(images):
         raise click.BadParameter(
-            f"--count must be at most the {len(images)} images of the {dataset} test split, got {count}.",
+            f"--count must be at most the {len(images)} images of the {dataset} test split, "
+            f"got {count}.",
             param_hint="--count",
         )
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from model_zoo.manifest import (
     utc_now,
     write_manifest,
 )
+from model_zoo.recipe import TrainConfig
 from model_zoo.registry import get_entry
 
 __all__ = ["build", "cache_root", "default_model_path", "evaluate_onnx", "reproduce_command"]
@@ -112,10 +113,10 @@ def build(
     dataset: str = "fashion-mnist",
     *,
     output: str | Path | None = None,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 2e-3,
-    seed: int = 0,
+    epochs: int = TrainConfig.epochs,
+    batch_size: int = TrainConfig.batch_size,
+    lr: float = TrainConfig.lr,
+    seed: int = TrainConfig.seed,
     threads: int | None = None,
     data_dir: str | Path | None = None,
     train_limit: int | None = None,
@@ -138,7 +139,7 @@ def build(
         ONNX file to write; defaults to `default_model_path`. The manifest is written beside it
         with the suffix ``.json``.
     epochs, batch_size, lr, seed, **options
-        Training recipe, see `model_zoo.training.TrainConfig`.
+        Training recipe, see `model_zoo.recipe.TrainConfig`.
     threads : int, optional
         ``torch.set_num_threads`` for training; not part of the recipe.
     data_dir : str or Path, optional
@@ -156,7 +157,7 @@ def build(
         The ONNX file.
     """
     from model_zoo.export import INPUT_NAME, OUTPUT_NAME, export_onnx
-    from model_zoo.training import TrainConfig, evaluate, train
+    from model_zoo.training import evaluate, train
 
     entry = get_entry(name)
     info = get_dataset_info(dataset)

@@ -150,7 +150,11 @@ def _write_onnx(model: torch.nn.Module, path: Path, input_shape: tuple[int, ...]
             )
 
     proto = onnx.load(str(path), load_external_data=False)
-    external = [t.name for t in proto.graph.initializer if onnx.external_data_helper.uses_external_data(t)]
+    external = [
+        tensor.name
+        for tensor in proto.graph.initializer
+        if onnx.external_data_helper.uses_external_data(tensor)
+    ]
     if external:
         raise ExportMismatchError(
             f"export wrote {len(external)} tensors to external data (first: {external[0]!r}); "

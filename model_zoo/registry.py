@@ -47,7 +47,8 @@ class ZooEntry:
     def __post_init__(self):
         if self.source not in ("timm", "torchvision"):
             raise ValueError(
-                f"ZooEntry {self.name!r}: source must be 'timm' or 'torchvision', got {self.source!r}."
+                f"ZooEntry {self.name!r}: source must be 'timm' or 'torchvision', "
+                f"got {self.source!r}."
             )
         if self.pad_to is not None and self.pad_to < max(self.input_size[1:]):
             raise ValueError(

@@ -180,7 +180,8 @@ def test_train_is_deterministic_for_a_seed(idx_folder):
 def test_train_rejects_wrong_image_shape():
     inputs = np.zeros((8, 3, 28, 28), dtype=np.float32)
     labels = np.zeros(8, dtype=np.int64)
-    with pytest.raises(ValueError, match=r"expects images of shape \(N, 1, 28, 28\), got .*\(8, 3, 28, 28\)"):
+    message = r"expects images of shape \(N, 1, 28, 28\), got .*\(8, 3, 28, 28\)"
+    with pytest.raises(ValueError, match=message):
         train(TINY, (inputs, labels), epochs=1, batch_size=4, progress=False)
 
 
@@ -245,7 +246,8 @@ def test_export_mismatch_raises_and_leaves_no_file(tmp_path):
 
 def test_export_rejects_check_inputs_of_wrong_shape(tmp_path):
     model = create_model(TINY, num_classes=10)
-    with pytest.raises(ValueError, match=r"check_inputs must have shape \(B >= 2, 1, 28, 28\), got \(4, 28, 28\)"):
+    message = r"check_inputs must have shape \(B >= 2, 1, 28, 28\), got \(4, 28, 28\)"
+    with pytest.raises(ValueError, match=message):
         export_onnx(model, tmp_path / "m.onnx", (1, 28, 28),
                     check_inputs=np.zeros((4, 28, 28), dtype=np.float32))
 

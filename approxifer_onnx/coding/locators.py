@@ -34,8 +34,8 @@ median             no code: per-class distance to the median       max(K + E, 2E
 The number of wrong results is estimated, not assumed to be E: for each e the e most suspect
 workers are removed and the honest model of the locator (e = 0) is fitted to the rest. The
 smallest e whose relative fit residual is within the tolerance wins, so that honest workers are
-kept when no result is wrong. Approximate data that never fits within the tolerance falls back to the
-largest e at which removing one more worker shrank the residual by at least `min_gap`.
+kept when no result is wrong. Approximate data that never fits within the tolerance falls back
+to the largest e at which removing one more worker shrank the residual by at least `min_gap`.
 """
 
 from __future__ import annotations
@@ -506,7 +506,8 @@ def _median_residuals(values: np.ndarray, byzantine: int):
     median = np.median(values, axis=1, keepdims=True)
     deviation = np.abs(values - median)  # (b, m, c)
     mad = np.median(deviation, axis=1, keepdims=True)
-    floor = np.finfo(np.float64).eps * np.maximum(1.0, np.max(np.abs(values), axis=1, keepdims=True))
+    magnitude = np.max(np.abs(values), axis=1, keepdims=True)
+    floor = np.finfo(np.float64).eps * np.maximum(1.0, magnitude)
     score = np.mean(deviation / np.maximum(mad, floor), axis=2)  # (b, m)
 
     order = np.argsort(-score, axis=1, kind="stable")

@@ -19,15 +19,23 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .coding import DEFAULT_NODE_FAMILY, BerrutCode
+from .coding.decoders import decode_with, parse_decoder
+from .coding.node_shift import make_code
 from .model import OnnxModel
-from .session import softmax
+from .report import group_bootstrap_interval, wilson_interval
+from .session import DECODE_SPACES, softmax
 
 __all__ = [
+    "PAPER_GRID",
     "CodedOutputs",
+    "GridSetting",
     "ProtocolResult",
     "compute_coded_outputs",
     "draw_available",
+    "evaluate_grid",
     "evaluate_protocol",
+    "parse_grid",
+    "parse_wait",
     "predict_in_batches",
 ]
 
@@ -166,7 +174,12 @@ def draw_available(
 
 @dataclass
 class ProtocolResult:
-    """Accuracy of one coded setting on a labelled data set."""
+    """Accuracy of one coded setting on a labelled data set.
+
+    The ``*_low`` and ``*_high`` fields bound the accuracies at level `confidence`: a Wilson
+    interval for the centralized accuracy, a bootstrap over groups for the coded accuracy
+    (see `approxifer_onnx.report`).
+    """
 
     k: int
     stragglers: int
@@ -184,6 +197,12 @@ class ProtocolResult:
     encode_seconds: float
     decode_seconds: float
     model_seconds: float
+    decoder: str = "berrut"
+    confidence: float = 0.95
+    accuracy_centralized_low: float = math.nan
+    accuracy_centralized_high: float = math.nan
+    accuracy_coded_low: float = math.nan
+    accuracy_coded_high: float = math.nan
 
     def to_dict(self) -> dict:
         """Return the result as a plain dict, for JSON and CSV."""
@@ -202,12 +221,14 @@ def evaluate_protocol(
     wait: str = "first-k",
     straggler_probability: float = 0.0,
     decode: str = "logits",
+    decoder: str = "berrut",
     passes: int = 1,
     rng: int | np.random.Generator | None = None,
     base_outputs: np.ndarray | None = None,
     coded_outputs: list[CodedOutputs] | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    confidence: float = 0.95,
 ) -> ProtocolResult:
     """Measure centralized and coded accuracy with simulated stragglers.
 
@@ -217,10 +238,12 @@ def evaluate_protocol(
     inputs : ndarray, shape (B, *shape)
     labels : ndarray of int, shape (B,)
     k, stragglers, num_workers, nodes
-        The code, as in `BerrutCode`.
+        The code, as in `BerrutCode`; `nodes` may also be "shift:s" (see `make_code`).
     wait, straggler_probability
         The straggler model, as in `draw_available`.
     decode : {"logits", "probabilities"}
+    decoder : str
+        "berrut" or "floater-hormann:D", see `approxifer_onnx.coding.decoders`.
     passes : int
         Passes over the data set, each with a new random grouping and new stragglers.
     rng : int or Generator, optional
@@ -228,6 +251,8 @@ def evaluate_protocol(
         The model's outputs on `inputs`, when already computed.
     coded_outputs : list of CodedOutputs, optional
         Outputs on coded queries from earlier calls with the same code, reused per pass.
+    confidence : float in (0, 1)
+        Level of the reported intervals.
 
     Returns
     -------
@@ -237,16 +262,22 @@ def evaluate_protocol(
     labels = np.asarray(labels)
     if len(labels) != len(inputs):
         raise ValueError(f"got {len(inputs)} inputs but {len(labels)} labels")
+    if decode not in DECODE_SPACES:
+        raise ValueError(f"decode={decode!r} is not supported; choose 'logits' or 'probabilities'")
+    parse_decoder(decoder)
     if base_outputs is None:
         base_outputs = predict_in_batches(model, inputs, batch_size=batch_size, progress=progress)
     base_predictions = base_outputs.argmax(axis=1)
 
-    code = BerrutCode(k, stragglers, num_workers=num_workers, nodes=nodes)
-    correct = agree = scored = used = 0
+    code = make_code(k, stragglers, num_workers=num_workers, nodes=nodes)
+    correct_per_group = []
+    scored_per_group = []
+    agree = used = 0
     encode_seconds = decode_seconds = model_seconds = 0.0
     for index in range(passes):
         if coded_outputs is not None and index < len(coded_outputs):
             coded = coded_outputs[index]
+            _check_same_code(coded.code, code)
         else:
             coded = compute_coded_outputs(
                 model, inputs, code, rng=rng, batch_size=batch_size, progress=progress
@@ -259,32 +290,244 @@ def evaluate_protocol(
         )
         started = time.perf_counter()
         results = softmax(coded.outputs) if decode == "probabilities" else coded.outputs
-        estimates = code.decode(results, available)  # (G, K, C)
+        estimates = decode_with(code, results, available, decoder)  # (G, K, C)
         decode_seconds += time.perf_counter() - started
 
         real = coded.order >= 0
-        predictions = estimates.argmax(axis=-1)[real]
-        indices = coded.order[real]
-        correct += int(np.sum(predictions == labels[indices]))
-        agree += int(np.sum(predictions == base_predictions[indices]))
-        scored += len(indices)
+        indices = np.where(real, coded.order, 0)
+        predictions = estimates.argmax(axis=-1)
+        correct_per_group.append(np.sum((predictions == labels[indices]) & real, axis=1))
+        scored_per_group.append(real.sum(axis=1))
+        agree += int(np.sum((predictions == base_predictions[indices]) & real))
         used += int(available.sum())
 
+    correct_per_group = np.concatenate(correct_per_group)
+    scored_per_group = np.concatenate(scored_per_group)
+    scored = int(scored_per_group.sum())
+    base_correct = int(np.sum(base_predictions == labels))
+    base_low, base_high = wilson_interval(base_correct, len(labels), confidence)
+    coded_low, coded_high = group_bootstrap_interval(
+        correct_per_group, scored_per_group, confidence=confidence
+    )
     return ProtocolResult(
         k=code.k,
         stragglers=code.stragglers,
         num_workers=code.num_workers,
-        nodes=nodes,
+        nodes=code.node_family,
         wait=wait,
         decode=decode,
         straggler_probability=float(straggler_probability),
         num_inputs=len(inputs),
         passes=passes,
-        accuracy_centralized=float(np.mean(base_predictions == labels)),
-        accuracy_coded=correct / scored,
+        accuracy_centralized=base_correct / len(labels),
+        accuracy_coded=int(correct_per_group.sum()) / scored,
         agreement=agree / scored,
         mean_results_used=used / (passes * math.ceil(len(inputs) / code.k)),
         encode_seconds=encode_seconds,
         decode_seconds=decode_seconds,
         model_seconds=model_seconds,
+        decoder=decoder,
+        confidence=confidence,
+        accuracy_centralized_low=base_low,
+        accuracy_centralized_high=base_high,
+        accuracy_coded_low=coded_low,
+        accuracy_coded_high=coded_high,
     )
+
+
+def _check_same_code(used: BerrutCode, expected: BerrutCode) -> None:
+    """Raise if coded outputs were computed with a different code than the one that decodes."""
+    same = (
+        used.k == expected.k
+        and used.num_workers == expected.num_workers
+        and np.allclose(used.beta, expected.beta)
+    )
+    if not same:
+        raise ValueError(
+            f"coded_outputs were computed with {used!r} but the requested code is "
+            f"{expected!r}; pass outputs computed with the same k, num_workers and nodes"
+        )
+
+
+@dataclass(frozen=True)
+class GridSetting:
+    """One code size of an evaluation grid: K queries, S stragglers and N workers.
+
+    `num_workers` None means the minimum N = K + S.
+    """
+
+    k: int
+    stragglers: int
+    num_workers: int | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.k}:{self.stragglers}"
+        return text if self.num_workers is None else f"{text}:{self.num_workers}"
+
+
+#: The five (K, S) settings of ApproxIFER's ResNet-18 experiments.
+PAPER_GRID = "8:1,10:1,12:1,8:2,8:3"
+
+
+def parse_grid(text: str) -> list[GridSetting]:
+    """Parse a comma-separated grid of "K:S" or "K:S:N" items, e.g. "8:1,10:1,8:1:12".
+
+    Raises
+    ------
+    ValueError
+        If an item is not two or three positive integers (S may be 0) or N < K + S.
+    """
+    settings = []
+    for item in str(text).split(","):
+        parts = item.strip().split(":")
+        if len(parts) not in (2, 3) or not all(part.strip().isdigit() for part in parts):
+            raise ValueError(
+                f"grid item {item.strip()!r} is invalid; write K:S or K:S:N with integers, "
+                "e.g. '8:1' or '8:1:12'"
+            )
+        k, stragglers, *rest = (int(part) for part in parts)
+        num_workers = rest[0] if rest else None
+        if k < 1 or (num_workers is not None and num_workers < k + stragglers):
+            raise ValueError(
+                f"grid item {item.strip()!r} is invalid; it needs K >= 1 and N >= K + S"
+            )
+        settings.append(GridSetting(k, stragglers, num_workers))
+    return settings
+
+
+def parse_wait(text: str) -> tuple[str, float]:
+    """Parse a wait policy: "first-k", or "deadline:P" with P the probability a worker is late.
+
+    Returns
+    -------
+    (wait, straggler_probability) : tuple of str and float
+    """
+    if text == "first-k":
+        return "first-k", 0.0
+    if text.startswith("deadline:"):
+        try:
+            probability = float(text[len("deadline:") :])
+        except ValueError:
+            probability = math.nan
+        if 0.0 <= probability <= 1.0:
+            return "deadline", probability
+    raise ValueError(
+        f"wait policy {text!r} is invalid; use 'first-k' or 'deadline:P' with P in [0, 1] the "
+        "probability that a worker is late, e.g. 'deadline:0.05'"
+    )
+
+
+def evaluate_grid(
+    model: OnnxModel,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    settings: list[GridSetting],
+    *,
+    nodes: list[str] = (DEFAULT_NODE_FAMILY,),
+    waits: list[str] = ("first-k",),
+    decodes: list[str] = ("logits",),
+    decoders: list[str] = ("berrut",),
+    passes: int = 1,
+    rng: int | np.random.Generator | None = None,
+    confidence: float = 0.95,
+    calibration_inputs: np.ndarray | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[ProtocolResult]:
+    """Run `evaluate_protocol` over a grid of codes, node families, wait policies and decoders.
+
+    The model runs once on the plain inputs and once per (setting, node family, pass) on the
+    coded queries. Wait policies, decode spaces and decoders reuse those outputs. Every decode
+    space and decoder of one (setting, node family, wait policy) sees the same straggler draws,
+    so their accuracies compare pairwise.
+
+    Parameters
+    ----------
+    model : OnnxModel
+    inputs : ndarray, shape (B, *shape)
+    labels : ndarray of int, shape (B,)
+    settings : list of GridSetting
+    nodes : list of str
+        Node families, "shift:s" specifications, or "fit": the shift fitted per setting on
+        `calibration_inputs` by `approxifer_onnx.calibration.fit_node_shift`, with the first
+        wait policy, decode space and decoder. Its rows have nodes "fitted shift:s".
+    waits : list of str
+        Wait policies as accepted by `parse_wait`.
+    decodes : list of {"logits", "probabilities"}
+    decoders : list of str
+        "berrut" or "floater-hormann:D".
+    passes : int, >= 1
+    rng : int or Generator, optional
+    confidence : float in (0, 1)
+    calibration_inputs : ndarray, shape (M, *shape), optional
+        Unlabeled inputs, needed when `nodes` contains "fit".
+
+    Returns
+    -------
+    list of ProtocolResult
+        One per (setting, nodes, wait, decode, decoder), in that nesting order.
+    """
+    if passes < 1:
+        raise ValueError(f"passes must be at least 1, got passes={passes}")
+    policies = [parse_wait(wait) for wait in waits]
+    for decoder in decoders:
+        parse_decoder(decoder)
+    if "fit" in nodes and calibration_inputs is None:
+        raise ValueError("nodes='fit' needs calibration_inputs to fit the node shift on")
+    for family in nodes:
+        if family != "fit":
+            make_code(1, 0, nodes=family)  # rejects an invalid specification before any run
+    rng = np.random.default_rng(rng)
+    base_outputs = predict_in_batches(
+        model, inputs, batch_size=batch_size, progress=progress, description="base model"
+    )
+
+    results = []
+    combinations = [(setting, family) for setting in settings for family in nodes]
+    bar = tqdm(combinations, desc="grid", unit="code", disable=not progress)
+    for setting, family in bar:
+        bar.set_postfix_str(f"{setting} nodes={family}")
+        fitted = family == "fit"
+        if fitted:
+            family = _fit_nodes(model, calibration_inputs, setting, policies[0], decodes[0],
+                                decoders[0], rng, batch_size)
+        code = make_code(setting.k, setting.stragglers, num_workers=setting.num_workers,
+                         nodes=family)
+        coded_outputs = [
+            compute_coded_outputs(model, inputs, code, rng=rng, batch_size=batch_size)
+            for _ in range(passes)
+        ]
+        for wait, probability in policies:
+            draw_seed = int(rng.integers(2**63))
+            for decode in decodes:
+                for decoder in decoders:
+                    result = evaluate_protocol(
+                        model, inputs, labels, k=code.k, stragglers=code.stragglers,
+                        num_workers=code.num_workers, nodes=code.node_family, wait=wait,
+                        straggler_probability=probability, decode=decode, decoder=decoder,
+                        passes=passes, rng=draw_seed, base_outputs=base_outputs,
+                        coded_outputs=coded_outputs, confidence=confidence,
+                    )
+                    if fitted:
+                        result.nodes = f"fitted {result.nodes}"
+                    logger.info(
+                        "%s nodes=%s wait=%s decode=%s decoder=%s: coded accuracy %.4f",
+                        setting, result.nodes, wait, decode, decoder, result.accuracy_coded,
+                    )
+                    results.append(result)
+    return results
+
+
+def _fit_nodes(model, calibration_inputs, setting, policy, decode, decoder, rng, batch_size):
+    """Fit the node shift of one grid setting and return its node specification."""
+    from .calibration import fit_node_shift
+
+    wait, probability = policy
+    fit = fit_node_shift(
+        model, calibration_inputs, k=setting.k, stragglers=setting.stragglers,
+        num_workers=setting.num_workers, wait=wait, straggler_probability=probability,
+        decode=decode, decoder=decoder, rng=rng, batch_size=batch_size,
+    )
+    logger.info("%s: fitted node shift %g on %d calibration inputs (agreement %.4f)",
+                setting, fit.shift, fit.num_inputs, fit.agreement[fit.shift])
+    return fit.nodes

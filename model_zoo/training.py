@@ -171,6 +171,11 @@ def train(
     inputs, labels = _as_arrays(dataset, entry)
     if num_classes is None:
         num_classes = int(labels.max()) + 1
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(
+            f"labels must lie in [0, num_classes={num_classes}), got values from "
+            f"{labels.min()} to {labels.max()}; pass the dataset's num_classes."
+        )
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -201,48 +206,14 @@ def train(
     step = 0
     started = time.perf_counter()
     for epoch in range(config.epochs):
-        model.train()
-        epoch_started = time.perf_counter()
-        order = torch.randperm(len(inputs), generator=generator)
-        loss_sum = 0.0
-        correct = 0
-        seen = 0
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"{entry.name} epoch {epoch + 1}/{config.epochs}",
-            disable=not progress,
-            leave=True,
+        steps_left = None if max_steps is None else max_steps - step
+        record = _train_epoch(
+            model, inputs_tensor, labels_tensor, optimizer, scheduler, loss_function, generator,
+            config, steps_per_epoch, steps_left,
+            description=f"{entry.name} epoch {epoch + 1}/{config.epochs}", progress=progress,
         )
-        for batch_index in bar:
-            index = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size]
-            batch = inputs_tensor[index]
-            target = labels_tensor[index]
-            if config.augment:
-                batch = _augment(batch, generator)
-
-            logits = model(batch)
-            loss = loss_function(logits, target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-
-            loss_sum += loss.item() * len(target)
-            correct += int((logits.argmax(dim=1) == target).sum())
-            seen += len(target)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-            if max_steps is not None and step >= max_steps:
-                break
-        bar.close()
-
-        record = {
-            "epoch": epoch + 1,
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "lr_end": scheduler.get_last_lr()[0],
-            "seconds": time.perf_counter() - epoch_started,
-        }
+        step += record.pop("steps")
+        record = {"epoch": epoch + 1, **record}
         history.append(record)
         logger.info(
             "%s epoch %d/%d: loss %.4f, accuracy %.4f, %.0f s",
@@ -263,6 +234,47 @@ def train(
     )
 
 
+def _train_epoch(
+    model, inputs, labels, optimizer, scheduler, loss_function, generator, config: TrainConfig,
+    steps_per_epoch: int, steps_left: int | None, *, description: str, progress: bool,
+) -> dict[str, float]:
+    """Run one shuffled pass (or ``steps_left`` steps) and return its loss, accuracy and time."""
+    model.train()
+    started = time.perf_counter()
+    order = torch.randperm(len(inputs), generator=generator)
+    steps = steps_per_epoch if steps_left is None else min(steps_per_epoch, steps_left)
+    loss_sum = 0.0
+    correct = 0
+    seen = 0
+    bar = tqdm(range(steps), desc=description, disable=not progress, leave=True)
+    for batch_index in bar:
+        index = order[batch_index * config.batch_size:(batch_index + 1) * config.batch_size]
+        batch = inputs[index]
+        target = labels[index]
+        if config.augment:
+            batch = _augment(batch, generator)
+
+        logits = model(batch)
+        loss = loss_function(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+
+        loss_sum += loss.item() * len(target)
+        correct += int((logits.argmax(dim=1) == target).sum())
+        seen += len(target)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+    bar.close()
+    return {
+        "train_loss": loss_sum / seen,
+        "train_accuracy": correct / seen,
+        "lr_end": scheduler.get_last_lr()[0],
+        "seconds": time.perf_counter() - started,
+        "steps": steps,
+    }
+
+
 def _as_arrays(dataset, entry: ZooEntry) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(dataset, "inputs") and hasattr(dataset, "labels"):
         inputs, labels = dataset.inputs, dataset.labels
@@ -277,7 +289,7 @@ def _as_arrays(dataset, entry: ZooEntry) -> tuple[np.ndarray, np.ndarray]:
         )
     if len(inputs) != len(labels):
         raise ValueError(
-            f"inputs hold {len(inputs)} images but labels hold {len(labels)} labels; "
+            f"inputs contain {len(inputs)} images but labels contain {len(labels)} labels; "
             "pass one label per image."
         )
     return inputs, labels

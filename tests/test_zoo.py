@@ -192,6 +192,25 @@ def test_train_rejects_batch_larger_than_data():
         train(TINY, (inputs, labels), epochs=1, batch_size=16, progress=False)
 
 
+def test_train_rejects_labels_out_of_range():
+    inputs = np.zeros((8, 1, 28, 28), dtype=np.float32)
+    labels = np.arange(8, dtype=np.int64)
+    message = r"labels must lie in \[0, num_classes=5\), got values from 0 to 7"
+    with pytest.raises(ValueError, match=message):
+        train(TINY, (inputs, labels), epochs=1, batch_size=4, num_classes=5, progress=False)
+
+
+def test_train_max_steps_spans_epochs(idx_folder):
+    from model_zoo.datasets import load_split
+
+    data = load_split("fashion-mnist", "train", idx_folder)
+    result = train(TINY, data, epochs=3, batch_size=64, threads=1, progress=False, max_steps=6,
+                   augment=False)
+    assert result.steps == 6
+    assert [record["epoch"] for record in result.history] == [1, 2]
+    assert result.history[1]["lr_end"] > 0
+
+
 def test_train_rejects_bad_hyperparameters():
     data = (np.zeros((8, 1, 28, 28), dtype=np.float32), np.zeros(8, dtype=np.int64))
     with pytest.raises(ValueError, match=r"optimizer must be 'adamw' or 'sgd', got 'adam'"):

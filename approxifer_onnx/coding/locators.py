@@ -70,6 +70,10 @@ _EXACT_TOLERANCE = 2.0**20 * np.finfo(np.float64).eps  # about 2.3e-10
 # averaged over the classes, counts as wrong.
 _MEDIAN_TOLERANCE = 10.0
 
+# NOTE: tuned on exact data only. On the logits of a small MLP on scikit-learn's 8x8 digits
+# (K=8, E=2, Gaussian sigma=10) the honest fit residual is about 0.1 and each removed wrong result
+# shrinks the residual only 1.5-3 times, so every locator found both wrong workers in 40% of
+# groups or fewer. Real model outputs need a calibrated tolerance or a stronger candidate search.
 _DEFAULT_MIN_GAP = 4.0
 
 

@@ -1,0 +1,435 @@
+"""Workers as Ray actors, each holding its own onnxruntime session, on one machine or a cluster.
+
+Needs the ``ray`` extra. Each worker is an async Ray actor that loads the model from bytes sent
+by the driver, so the workers need no shared file system. `RayBackend.gather` sends one coded
+batch to every actor, waits with ``ray.wait`` until enough results arrived or the deadline
+passed, and cancels the calls still running with ``ray.cancel``. Async actors stop a cancelled
+call quickly. A synchronous actor would finish the run first, because ``ray.cancel`` cannot
+interrupt it. A dead actor, or one being restarted, makes its call fail or arrive late, so it
+counts as a straggler like any other.
+
+Faults of a `FaultPlan` are drawn in the driver with the backend's `rng`, exactly as
+`LocalBackend` draws them, and each actor applies its fault with `apply_fault`. The same plan and
+seed therefore give the same faulty workers on both backends.
+
+A local Ray started here listens on 127.0.0.1 only, because `start_local_ray` sets
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` before Ray is first imported. Without it, Ray 2.60
+binds the machine's external address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import numbers
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import NotEnoughResultsError
+from ..faults import NO_FAULT, FaultPlan, WorkerFault, apply_fault
+from .base import GatherResult
+
+__all__ = ["RayBackend", "import_ray", "start_local_ray"]
+
+logger = logging.getLogger(__name__)
+
+# Environment that a local Ray needs to bind 127.0.0.1 and to send no usage statistics. Ray reads
+# it when it is imported and when it starts its processes.
+LOCAL_RAY_ENVIRONMENT = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Results of cancelled late calls are never fetched, which Ray would report as errors.
+    "RAY_IGNORE_UNHANDLED_ERRORS": "1",
+}
+
+# Seconds that RayBackend waits for all actors to load the model.
+STARTUP_TIMEOUT = 120.0
+
+# Calls one actor runs at once. A cancelled call can still be ending when the next one starts.
+ACTOR_CONCURRENCY = 4
+
+
+def import_ray():
+    """Import ray with the environment of a local, loopback-only instance.
+
+    The variables are set only where the caller has not set them.
+
+    Raises
+    ------
+    ImportError
+        When ray is not installed, with the install command.
+    """
+    for name, value in LOCAL_RAY_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError(
+            "the Ray backend needs ray; install it with: pip install 'approxifer-onnx[ray]'"
+        ) from error
+    return ray
+
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """Start a Ray instance in this process's machine, listening on 127.0.0.1 only.
+
+    Does nothing when Ray is already initialized.
+
+    Parameters
+    ----------
+    num_cpus : int or None
+        CPUs Ray may schedule on; None lets Ray count them.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    logger.info("started a local Ray instance on 127.0.0.1 with num_cpus=%s", num_cpus)
+
+
+class _RayWorker:
+    """The actor body: one onnxruntime session and the injected fault of each call."""
+
+    def __init__(self, index: int, model_bytes: bytes, providers: list | None, intra_op_threads: int):
+        import onnx
+
+        from ..model import OnnxModel
+
+        self.index = index
+        self.model = OnnxModel(onnx.load_from_string(model_bytes), providers=providers)
+        self.session = self.model.new_session(intra_op_threads=intra_op_threads)
+
+    def ready(self) -> int:
+        return self.index
+
+    async def run(
+        self, queries: np.ndarray, output_names: list[str] | None, fault_kind: str, fault_delay: float
+    ) -> list[np.ndarray]:
+        """Run the model on ``queries`` (G, *query_shape) under the injected fault."""
+        import onnxruntime as ort
+
+        fault = WorkerFault(fault_kind, fault_delay)
+        cancelled = threading.Event()
+        run_options = ort.RunOptions()
+
+        def run_model() -> list[np.ndarray]:
+            return self.model.run(self.session, queries, output_names, run_options)
+
+        # The blocking run goes to a thread so that ray.cancel reaches this coroutine at once.
+        call = asyncio.get_running_loop().run_in_executor(None, apply_fault, fault, run_model, cancelled)
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            cancelled.set()
+            run_options.terminate = True
+            raise
+
+
+class RayBackend:
+    """N workers as async Ray actors, each with its own onnxruntime session.
+
+    Worker i runs ``queries[:, i]`` of a `gather` call as one batch. Calls from several threads
+    are safe but run one after another, because a lock admits one `gather` at a time.
+
+    Parameters
+    ----------
+    model : OnnxModel or str or Path
+        The model; its ONNX bytes are sent to every actor.
+    num_workers : int, >= 1
+        N, the number of actors.
+    faults : FaultPlan or None
+        Faults to inject; a new draw is made for every call, in the driver.
+    rng : numpy.random.Generator, int or None
+        Randomness of the fault draws.
+    address : str or None
+        Address of an existing Ray cluster to join (as for ``ray.init``); None starts a local
+        Ray on 127.0.0.1 unless Ray is already initialized in this process.
+    num_cpus : float, >= 0
+        CPUs each actor reserves. The default 0 lets N actors share a small machine; reserving a
+        whole CPU each leaves actors unscheduled when N exceeds the CPUs.
+    intra_op_threads : int, >= 1
+        onnxruntime threads per actor session.
+    max_restarts : int, >= -1
+        How often Ray restarts a dead actor (-1: always). Calls sent while an actor is dead or
+        restarting fail or arrive late, so they count as stragglers.
+    providers : list or None
+        onnxruntime execution providers of the actors; None uses the model's requested ones.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        num_workers: int,
+        *,
+        faults: FaultPlan | None = None,
+        rng: np.random.Generator | int | None = None,
+        address: str | None = None,
+        num_cpus: float = 0.0,
+        intra_op_threads: int = 1,
+        max_restarts: int = -1,
+        providers: Sequence[Any] | None = None,
+    ):
+        if not isinstance(num_workers, numbers.Integral) or isinstance(num_workers, bool):
+            raise TypeError(f"num_workers must be an int, got {num_workers!r}")
+        if num_workers < 1:
+            raise ValueError(f"num_workers must be >= 1, got num_workers={num_workers}")
+        if not isinstance(num_cpus, numbers.Real) or isinstance(num_cpus, bool) or not num_cpus >= 0:
+            raise ValueError(f"num_cpus must be a number >= 0, got num_cpus={num_cpus!r}")
+        if not isinstance(max_restarts, numbers.Integral) or max_restarts < -1:
+            raise ValueError(f"max_restarts must be an int >= -1 (-1: always restart), got {max_restarts!r}")
+        self._num_workers = int(num_workers)
+        self._query_shape = getattr(model, "query_shape", None)
+        self._faults = self._check_faults(faults)
+        self._rng = np.random.default_rng(rng)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._call_ids = 0
+
+        ray = import_ray()
+        self._ray = ray
+        self._started_ray = False
+        if not ray.is_initialized():
+            if address is None:
+                start_local_ray()
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+                logger.info("joined the Ray cluster at %s", address)
+            self._started_ray = True
+
+        model_bytes, model_providers = _model_bytes(model)
+        actor_class = ray.remote(_RayWorker).options(
+            num_cpus=num_cpus, max_restarts=max_restarts, max_task_retries=0, max_concurrency=ACTOR_CONCURRENCY
+        )
+        chosen = list(providers) if providers is not None else model_providers
+        # Held for the backend's lifetime, because Ray rebuilds a restarted actor from this object.
+        self._model_ref = ray.put(model_bytes)
+        self._actors = [
+            actor_class.remote(index, self._model_ref, chosen, int(intra_op_threads))
+            for index in range(self._num_workers)
+        ]
+        try:
+            ray.get([actor.ready.remote() for actor in self._actors], timeout=STARTUP_TIMEOUT)
+        except BaseException:
+            self.close()
+            raise
+        logger.info("started %d Ray actors with num_cpus=%g each", self._num_workers, num_cpus)
+
+    @property
+    def num_workers(self) -> int:
+        """N, the number of workers."""
+        return self._num_workers
+
+    @property
+    def faults(self) -> FaultPlan | None:
+        """The injected faults; setting a new plan takes effect from the next `gather`."""
+        return self._faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan | None) -> None:
+        checked = self._check_faults(plan)
+        with self._lock:
+            self._faults = checked
+
+    def kill_worker(self, index: int, *, restart: bool = True) -> None:
+        """Kill the process of actor `index`, as a crash would.
+
+        With ``restart=True`` Ray restarts it within its ``max_restarts``; calls meanwhile fail or
+        arrive late and count as stragglers. With ``restart=False`` it stays dead and every later
+        call to it fails.
+        """
+        if not 0 <= index < self._num_workers:
+            raise ValueError(f"worker index must be in [0, {self._num_workers - 1}], got {index}")
+        self._ray.kill(self._actors[index], no_restart=not restart)
+        logger.warning("killed Ray actor of worker %d (restart=%s)", index, restart)
+
+    def gather(
+        self,
+        queries: np.ndarray,
+        output_names: Sequence[str] | None = None,
+        *,
+        needed: int,
+        timeout: float,
+        collect_for: float | None = None,
+    ) -> GatherResult:
+        """Send ``queries[:, i]`` to actor i and collect the results with ``ray.wait``.
+
+        Parameters, return value and errors are those of `LocalBackend.gather`: the call returns
+        once ``needed`` valid results arrived, or with ``collect_for`` once all N arrived or
+        ``collect_for`` seconds passed; calls still running are cancelled.
+
+        Raises
+        ------
+        NotEnoughResultsError
+            When fewer than ``needed`` valid results arrive before ``timeout``.
+        RuntimeError
+            When the backend is closed.
+        """
+        queries = self._check_queries(queries)
+        names = None if output_names is None else list(output_names)
+        if not isinstance(needed, numbers.Integral) or not 1 <= needed <= self._num_workers:
+            raise ValueError(f"needed must satisfy 1 <= needed <= num_workers={self._num_workers}, got {needed!r}")
+        if not isinstance(timeout, numbers.Real) or not (timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be finite and > 0 seconds, got timeout={timeout!r}")
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("RayBackend is closed; create a new backend to run more calls")
+            return self._gather(queries, names, int(needed), float(timeout), collect_for)
+
+    def close(self) -> None:
+        """Kill every actor, and shut Ray down if this backend started or joined it."""
+        if self._closed:
+            return
+        self._closed = True
+        for actor in self._actors:
+            try:
+                self._ray.kill(actor, no_restart=True)
+            except Exception as error:  # an actor that is already gone is no reason to stop
+                logger.info("could not kill a Ray actor during close(): %s", error)
+        if self._started_ray:
+            self._ray.shutdown()
+        logger.info("closed %d Ray actors", self._num_workers)
+
+    def __enter__(self) -> RayBackend:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _gather(
+        self,
+        queries: np.ndarray,
+        names: list[str] | None,
+        needed: int,
+        timeout: float,
+        collect_for: float | None,
+    ) -> GatherResult:
+        ray = self._ray
+        start = time.monotonic()
+        deadline = start + timeout
+        collect_until = None if collect_for is None else min(start + collect_for, deadline)
+        self._call_ids += 1
+        call_id = self._call_ids
+
+        # Dispatch: one call per actor with its drawn fault.
+        faults = self._faults.draw(self._num_workers, self._rng) if self._faults else [NO_FAULT] * self._num_workers
+        pending = {}
+        for index, (actor, fault) in enumerate(zip(self._actors, faults)):
+            batch = np.ascontiguousarray(queries[:, index])
+            reference = actor.run.remote(batch, names, fault.kind.value, fault.delay)
+            pending[reference] = index
+
+        result = GatherResult()
+        while pending:
+            now = time.monotonic()
+            enough = len(result.outputs) >= needed
+            if enough and (collect_until is None or now >= collect_until):
+                break
+            if len(result.outputs) + len(pending) < needed:
+                break  # the actors still running can no longer make up `needed`
+            stop_at = min(deadline, collect_until) if enough else deadline
+            if stop_at <= now:
+                break
+
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=stop_at - now)
+            for reference in ready:
+                index = pending.pop(reference)
+                result.elapsed[index] = time.monotonic() - start
+                outputs, error = self._fetch(reference, len(queries))
+                if error is None:
+                    result.outputs[index] = outputs
+                else:
+                    result.failed[index] = error
+                    level = logging.INFO if faults[index].is_fault else logging.WARNING
+                    logger.log(level, "call %d: worker %d failed: %s", call_id, index, error)
+
+        # Cancel the calls still running; async actors stop them at once.
+        for reference in pending:
+            ray.cancel(reference)
+        result.late = tuple(sorted(pending.values()))
+        result.wall_time = time.monotonic() - start
+        if result.late:
+            logger.info("call %d: workers %s were late and are cancelled", call_id, list(result.late))
+        if len(result.outputs) < needed:
+            raise NotEnoughResultsError(len(result.outputs), self._num_workers, needed, timeout)
+        return result
+
+    def _fetch(self, reference: Any, rows: int) -> tuple[list[np.ndarray] | None, str | None]:
+        """Return the outputs of a finished call, or the reason it is rejected."""
+        ray = self._ray
+        try:
+            outputs = ray.get(reference)
+        except ray.exceptions.RayActorError as error:
+            return None, f"actor died or is restarting: {type(error).__name__}"
+        except ray.exceptions.TaskCancelledError:
+            return None, "cancelled: the run was terminated"
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if getattr(error, "cause", None) is not None else error
+            return None, f"{type(cause).__name__}: {cause}"
+
+        outputs = [np.asarray(output, dtype=np.float64) for output in outputs]
+        for position, output in enumerate(outputs):
+            if output.ndim == 0 or output.shape[0] != rows:
+                return None, f"output {position} has shape {output.shape}, expected ({rows}, ...)"
+            if not np.isfinite(output).all():
+                return None, f"output {position} contains non-finite values"
+        return outputs, None
+
+    def _check_faults(self, plan: FaultPlan | None) -> FaultPlan | None:
+        if plan is None:
+            return None
+        if not isinstance(plan, FaultPlan):
+            raise TypeError(f"faults must be a FaultPlan or None, got {type(plan).__name__}; "
+                            "use FaultPlan.parse(text) for the text form")
+        plan.validate(self._num_workers)
+        return plan
+
+    def _check_queries(self, queries: np.ndarray) -> np.ndarray:
+        queries = np.asarray(queries)
+        if not np.issubdtype(queries.dtype, np.floating):
+            raise TypeError(f"queries must be a floating-point array, got dtype {queries.dtype}")
+        if queries.ndim < 2 or queries.shape[0] < 1 or queries.shape[1] != self._num_workers:
+            raise ValueError(
+                f"queries must have shape (G, N, *query_shape) with G >= 1 and N = num_workers = "
+                f"{self._num_workers}, got shape {queries.shape}"
+            )
+        if self._query_shape is not None and queries.shape[2:] != tuple(self._query_shape):
+            raise ValueError(
+                f"queries must have shape (G, N, *query_shape) with the model's query_shape "
+                f"{tuple(self._query_shape)}, got shape {queries.shape}"
+            )
+        return queries
+
+
+def _model_bytes(model: Any) -> tuple[bytes, list | None]:
+    """Return the serialized ONNX model and its requested providers, for the actors."""
+    from ..model import OnnxModel
+
+    if isinstance(model, (str, Path)):
+        return Path(model).read_bytes(), None
+    if isinstance(model, OnnxModel):
+        providers = list(model.requested_providers) or None
+        if model.path is not None:
+            return Path(model.path).read_bytes(), providers
+    raise TypeError(
+        f"model must be an OnnxModel loaded from a file, or a path, got {type(model).__name__}"
+    )

@@ -142,9 +142,12 @@ def draw_available(
     ----------
     code : BerrutCode
     groups : int
-    wait : {"first-k", "deadline"}
+    wait : {"first-k", "all-but-s", "deadline"}
         "first-k": the first K results arrive from K workers chosen uniformly at random, so with
         N = K + S exactly S random workers straggle in every group (the paper's worst case).
+        "all-but-s": exactly S random workers straggle in every group and the other N - S
+        results are all used, as under the session's deadline policy when S workers miss the
+        deadline. It equals "first-k" when N = K + S.
         "deadline": each worker is late with probability `straggler_probability`
         independently; every punctual result is used, and if fewer than K are punctual the
         decoder waits for randomly chosen late ones until it has K.
@@ -157,11 +160,13 @@ def draw_available(
     """
     n, k = code.num_workers, code.k
     scores = rng.random((groups, n))
-    if wait == "first-k":
+    if wait in ("first-k", "all-but-s"):
         ranks = scores.argsort(axis=1).argsort(axis=1)
-        return ranks < k
+        return ranks < (k if wait == "first-k" else n - code.stragglers)
     if wait != "deadline":
-        raise ValueError(f"wait={wait!r} is not a wait policy; choose 'first-k' or 'deadline'")
+        raise ValueError(
+            f"wait={wait!r} is not a wait policy; choose 'first-k', 'all-but-s' or 'deadline'"
+        )
     if not 0.0 <= straggler_probability <= 1.0:
         raise ValueError(
             f"straggler_probability must be in [0, 1], got {straggler_probability}"
@@ -396,14 +401,16 @@ def parse_grid(text: str) -> list[GridSetting]:
 
 
 def parse_wait(text: str) -> tuple[str, float]:
-    """Parse a wait policy: "first-k", or "deadline:P" with P the probability a worker is late.
+    """Parse a wait policy: "first-k", "all-but-s" or "deadline:P" (P: probability of lateness).
+
+    See `draw_available` for what each policy decodes from.
 
     Returns
     -------
     (wait, straggler_probability) : tuple of str and float
     """
-    if text == "first-k":
-        return "first-k", 0.0
+    if text in ("first-k", "all-but-s"):
+        return text, 0.0
     if text.startswith("deadline:"):
         try:
             probability = float(text[len("deadline:") :])
@@ -412,8 +419,8 @@ def parse_wait(text: str) -> tuple[str, float]:
         if 0.0 <= probability <= 1.0:
             return "deadline", probability
     raise ValueError(
-        f"wait policy {text!r} is invalid; use 'first-k' or 'deadline:P' with P in [0, 1] the "
-        "probability that a worker is late, e.g. 'deadline:0.05'"
+        f"wait policy {text!r} is invalid; use 'first-k', 'all-but-s' or 'deadline:P' with P "
+        "in [0, 1] the probability that a worker is late, e.g. 'deadline:0.05'"
     )
 
 

@@ -181,8 +181,10 @@ def _setting_label(row: dict) -> str:
     label = f"K={row['k']} S={row['stragglers']}"
     if row["num_workers"] != row["k"] + row["stragglers"]:
         label += f" N={row['num_workers']}"
-    if row["wait"] != "first-k":
-        label += f"\n{row['wait']} p={row['straggler_probability']:g}"
+    if row["wait"] == "deadline":
+        label += f"\ndeadline p={row['straggler_probability']:g}"
+    elif row["wait"] != "first-k":
+        label += f"\n{row['wait']}"
     return label
 
 

@@ -46,9 +46,11 @@ def _command_line() -> str:
                    "'all' for every family, 'shift:S' for cos((i + S) pi / N), or 'fit' to fit "
                    f"S on the calibration set [default: {DEFAULT_NODE_FAMILY}].")
 @click.option("--wait", "waits", multiple=True, metavar="POLICY",
-              help="Wait policy, repeatable: 'first-k' (exactly S random stragglers per group, "
-                   "the worst case) or 'deadline:P' (each worker late with probability P, "
-                   "decode from every punctual result) [default: first-k].")
+              help="Wait policy, repeatable: 'first-k' (decode from K random results, so "
+                   "exactly S stragglers per group when N = K + S: the worst case), "
+                   "'all-but-s' (exactly S random stragglers, decode from the other N - S "
+                   "results) or 'deadline:P' (each worker late with probability P, decode from "
+                   "every punctual result) [default: first-k].")
 @click.option("--decode", "decodes", multiple=True, type=click.Choice(["logits", "probabilities"]),
               help="Space to interpolate in, repeatable [default: logits].")
 @click.option("--decoder", "decoders", multiple=True, metavar="DECODER",

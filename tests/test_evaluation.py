@@ -285,6 +285,7 @@ def test_parse_grid_rejects_invalid(text, message):
 
 def test_parse_wait_policies():
     assert parse_wait("first-k") == ("first-k", 0.0)
+    assert parse_wait("all-but-s") == ("all-but-s", 0.0)
     assert parse_wait("deadline:0.05") == ("deadline", 0.05)
     with pytest.raises(ValueError, match=r"wait policy 'deadline:2' is invalid"):
         parse_wait("deadline:2")
@@ -326,3 +327,20 @@ def test_published_accuracy_only_for_paper_protocol():
     assert published_accuracy("fashion-mnist", 8, 1, 9, "deadline") is None
     assert published_accuracy(None, 8, 1, 9) is None
     assert math.isclose(published_accuracy("mnist", 8, 3, 11), 0.775)
+
+
+def test_all_but_s_uses_every_result_but_s():
+    code = BerrutCode(4, 2, num_workers=9)
+
+    available = draw_available(code, 50, wait="all-but-s", rng=np.random.default_rng(0))
+    first_k = draw_available(code, 50, wait="first-k", rng=np.random.default_rng(0))
+
+    assert available.shape == (50, 9)
+    assert set(available.sum(axis=1)) == {7}
+    assert set(first_k.sum(axis=1)) == {4}
+    assert len({tuple(row) for row in available}) > 10
+
+
+def test_draw_available_rejects_unknown_policy():
+    with pytest.raises(ValueError, match=r"wait='never' is not a wait policy; choose 'first-k'"):
+        draw_available(BerrutCode(2, 1), 3, wait="never", rng=np.random.default_rng(0))

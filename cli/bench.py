@@ -54,10 +54,10 @@ def register(main: click.Group) -> None:
                   help="Measured groups of K queries per strategy and straggler model.")
     @click.option("--warmup-groups", type=click.IntRange(min=0), default=50, show_default=True,
                   help="Groups run before measuring; they seed the hedging threshold.")
-    @click.option("--delay", default="pareto:0.05:1.5", show_default=True,
+    @click.option("--delay", default="pareto:0.02:1.5", show_default=True,
                   help="Delay of a late run for p=... models: SECONDS, exp:MEAN, pareto:MIN:ALPHA or "
                        "lognormal:MEDIAN:SIGMA, in seconds.")
-    @click.option("--slow-delay", type=click.FloatRange(min=0, min_open=True), default=0.05,
+    @click.option("--slow-delay", type=click.FloatRange(min=0, min_open=True), default=0.02,
                   show_default=True, help="Seconds by which the slow worker is late in every run.")
     @click.option("--busy-processes", type=click.IntRange(min=1), default=3, show_default=True,
                   help="Busy-loop processes sharing the contended worker's CPU.")

@@ -67,7 +67,7 @@ class LatencyConfig:
     warmup_groups : int
         Groups run before measuring; they also seed the hedging threshold.
     delay : str
-        Delay distribution of a late run, e.g. ``"pareto:0.05:1.5"`` (minimum 50 ms, tail index 1.5).
+        Delay distribution of a late run, e.g. ``"pareto:0.02:1.5"`` (minimum 20 ms, tail index 1.5).
     slow_delay : float, seconds
         Delay of the persistently slow worker in every run.
     busy_processes : int
@@ -87,8 +87,8 @@ class LatencyConfig:
     waits: tuple[str, ...] = ("first-k", "deadline")
     groups: int = 1000
     warmup_groups: int = 50
-    delay: str = "pareto:0.05:1.5"
-    slow_delay: float = 0.05
+    delay: str = "pareto:0.02:1.5"
+    slow_delay: float = 0.02
     busy_processes: int = 3
     deadline_factor: float = 2.0
     timeout: float = 5.0

@@ -1,7 +1,7 @@
 """Latency and cost of coded inference against uncoded serving, replication, hedging and parity.
 
 `run_latency_benchmark` runs every strategy of `strategies` on one shared `pool.WorkerPool`
-under the straggler models of `stragglers`; `overhead` measures the cost of coding itself;
+under the straggler models of `stragglers`. `overhead` measures the cost of coding itself, and
 `report` writes CSV, JSON, plots and the checks of the expected results.
 """
 

@@ -45,9 +45,9 @@ def measure_coding_overhead(path: str | Path, name: str, ks: tuple[int, ...], *,
                             groups: int = 32, repeats: int = 5, rng: np.random.Generator | int = 0) -> list[dict]:
     """Time encoding, decoding and the model on the coded queries, per group of K queries.
 
-    The model runs on one onnxruntime session with every CPU this process may use, on all
-    G * N coded queries at once; encoding and decoding run on all G groups at once, with one
-    random straggler per group dropped before decoding.
+    The model runs on all G * N coded queries at once, in one onnxruntime session with every CPU
+    this process may use. Encoding and decoding run on all G groups at once, and decoding drops
+    one random straggler per group.
 
     Returns
     -------
@@ -86,10 +86,10 @@ def measure_throughput(path: str | Path, name: str, *, k: int = 8, stragglers: i
                        repeats: int = 7, rng: np.random.Generator | int = 0) -> dict:
     """Compare a coded session with a plain onnxruntime session on the same CPUs.
 
-    The plain session uses every CPU this process may use as intra-op threads; the coded session
+    The plain session uses every CPU this process may use as intra-op threads. The coded session
     uses its default `LocalBackend`, which splits those CPUs among its N workers. Both run
-    batches of `batch` queries without injected stragglers; the two are timed alternately and
-    the median of `repeats` batches is kept, so that load from other processes hits both.
+    batches of `batch` queries without injected stragglers. They are timed alternately, and the
+    median of `repeats` batches is kept, so that load from other processes hits both.
 
     Returns
     -------

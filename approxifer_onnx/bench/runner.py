@@ -76,7 +76,7 @@ class LatencyConfig:
         The ApproxIFER deadline is this factor times the median group latency of the uncoded
         strategy without stragglers, measured at the start for each model and K.
     timeout : float, seconds
-        A group with no answer for every query by then counts as incomplete, with this latency.
+        A group that lacks an output for some query by then counts as incomplete, with this latency.
     seed : int
     """
 
@@ -110,7 +110,7 @@ class LatencyConfig:
 
 @dataclass
 class LatencyResults:
-    """What one run measured.
+    """Measurements of one benchmark run.
 
     Attributes
     ----------
@@ -137,7 +137,7 @@ def summarize_cell(latencies_s: np.ndarray, wall_seconds: float, queries: int) -
     wall_seconds : float
         Wall time of the measured groups, dispatch between groups included.
     queries : int
-        Queries answered or attempted in that time.
+        Queries served or attempted in that time.
     """
     latencies_ms = 1000.0 * np.asarray(latencies_s, dtype=np.float64)
     p50, p99, p999 = np.quantile(latencies_ms, [0.5, 0.99, 0.999])
@@ -152,7 +152,7 @@ def summarize_cell(latencies_s: np.ndarray, wall_seconds: float, queries: int) -
 
 
 def _cell_seed(seed: int, *parts) -> int:
-    # A stable seed per cell, so every strategy of a cell sees the same inputs.
+    # A stable seed per cell, so every strategy of a cell gets the same inputs.
     return zlib.crc32(repr((seed, *parts)).encode())
 
 

@@ -30,7 +30,7 @@ BUSY_LOOP_PROGRAM = "while True:\n    pass\n"
 
 @dataclass(frozen=True)
 class StragglerModel:
-    """How workers straggle in every run of one benchmark cell.
+    """The straggler model of every run in one benchmark cell.
 
     Parameters
     ----------

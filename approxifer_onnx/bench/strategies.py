@@ -1,6 +1,6 @@
 """The serving strategies that the latency benchmark compares, on one shared worker pool.
 
-Each strategy answers one group of K queries per call and reports when the last answer was
+Each strategy serves one group of K queries per call and reports when the last output was
 ready. They differ in how many workers they provision and in which results they wait for:
 
 =============  ==========  ===============================================================
@@ -68,7 +68,7 @@ class GroupContext:
     draw_faults : callable
         ``draw_faults(workers) -> list of WorkerFault``: one fault per listed worker and run.
     timeout : float, seconds
-        A group that has no answer for every query by then is counted as incomplete.
+        A group that lacks an output for some query by then is counted as incomplete.
     """
 
     pool: WorkerPool
@@ -83,7 +83,7 @@ class GroupOutcome:
     Attributes
     ----------
     latency : float, seconds
-        From the start of the call to the last answer, or to the moment the call gave up.
+        From the start of the call to the last output, or to the moment the call gave up.
     outputs : numpy.ndarray of float64, shape (K, C), or None
         One output row per query; None when the group is incomplete.
     runs : int
@@ -225,10 +225,10 @@ class ReplicationStrategy(Strategy):
 
 
 class HedgedStrategy(Strategy):
-    """2K workers: query j runs on worker j; a backup on worker K + j starts if no answer came
-    within the 95th percentile of the run times observed so far.
+    """2K workers: query j runs on worker j, and a backup on worker K + j.
 
-    Until `HEDGE_MIN_SAMPLES` run times are known, no backup is sent.
+    The backup starts when query j has no output after the 95th percentile of the run times
+    observed so far. No backup is sent until `HEDGE_MIN_SAMPLES` run times are known.
     """
 
     name = "hedged"
@@ -258,6 +258,7 @@ class HedgedStrategy(Strategy):
         }
         answers: dict[int, np.ndarray] = {}
         started = self.k
+
         try:
             while len(answers) < self.k:
                 reply = _next_reply(replies, min(deadline, hedge_at))
@@ -272,6 +273,7 @@ class HedgedStrategy(Strategy):
                     started += len(backups)
                     hedge_at = math.inf
                     continue
+
                 if reply.output is not None:
                     self.observed.append(reply.seconds)
                     if reply.tag not in answers:
@@ -288,10 +290,10 @@ class HedgedStrategy(Strategy):
 class ParityStrategy(Strategy):
     """K data workers and one parity worker that runs the model on the sum of the K queries.
 
-    The group is done when all K data results arrived, or K - 1 of them and the parity result;
-    the missing output is then the parity output minus the others. This measures ParM's
-    latency only: the base model stands in for the trained parity model ParM needs, so the
-    reconstructed output is not a real estimate.
+    The group is done when all K data results arrived, or K - 1 of them and the parity result.
+    The missing output is then the parity output minus the others. This measures ParM's
+    latency only, because the base model stands in for the trained parity model ParM needs,
+    so the reconstructed output is not a real estimate.
     """
 
     name = "parity"

@@ -11,8 +11,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .coding import DEFAULT_NODE_FAMILY, BerrutCode
+from .coding import DEFAULT_NODE_FAMILY, LOCATORS, BerrutCode, locate, required_results
+from .coding.locators import check_num_workers, required_workers
 from .model import OnnxModel, TensorInfo
+from .privacy import LaplaceMechanism, PrivacyPolicy
 
 __all__ = ["WAIT_POLICIES", "CodedInferenceSession", "GroupReport", "RunReport", "softmax"]
 
@@ -133,8 +135,26 @@ class CodedInferenceSession:
         onnxruntime execution providers for every worker, as in `onnxruntime.InferenceSession`.
     strict_providers : bool
         Raise `ProviderError` instead of warning when a requested provider is not active.
+    byzantine : int, >= 0
+        Wrong results E to locate and drop in every group before decoding.
+    locator : str
+        Error locator for `byzantine` > 0, a name in `approxifer_onnx.coding.LOCATORS`. It sets
+        how many results decoding waits for and the default N: K + 2E + S for "reed-solomon",
+        2K + 2E + S - 1 for "welch" (the ApproxIFER paper's).
+    locator_tolerance : float, optional
+        Relative fit residual below which a set of results counts as honest; real models need a
+        value above their own interpolation error (see `approxifer_onnx.coding.locate`).
+    privacy : LaplaceMechanism, optional
+        Adds differential-privacy noise at `privacy_placement`; see `approxifer_onnx.privacy`.
+    privacy_placement : {"outputs", "queries"}
+        "outputs" clips and noises each worker's outputs; "queries" clips and noises each coded
+        query before it leaves the client.
+    privacy_budget : float, optional
+        Total epsilon after which `run` raises instead of releasing more.
     faults : FaultPlan, optional
         Injected delays, failures and hangs, for tests and evaluation.
+    attack : ByzantinePlan, optional
+        Injected wrong results (see `approxifer_onnx.attacks`), for tests and evaluation.
     backend : Backend, optional
         Worker backend; defaults to a `LocalBackend` with one onnxruntime session per worker.
     rng : int or numpy.random.Generator, optional
@@ -159,9 +179,16 @@ class CodedInferenceSession:
         timeout: float = 10.0,
         deadline: float | None = None,
         decode: str = "logits",
+        byzantine: int = 0,
+        locator: str = "reed-solomon",
+        locator_tolerance: float | None = None,
+        privacy: LaplaceMechanism | None = None,
+        privacy_placement: str = "outputs",
+        privacy_budget: float | None = None,
         providers: Sequence[Any] | None = None,
         strict_providers: bool = False,
         faults: Any = None,
+        attack: Any = None,
         backend: Any = None,
         rng: int | np.random.Generator | None = None,
     ):
@@ -176,7 +203,24 @@ class CodedInferenceSession:
         self.wait = wait
         self.decode_space = decode
 
+        if locator not in LOCATORS:
+            raise ValueError(
+                f"locator={locator!r} is unknown; choose one of {', '.join(map(repr, LOCATORS))}"
+            )
+        self.byzantine = int(byzantine)
+        self.locator = locator
+        self.locator_tolerance = locator_tolerance
+        if num_workers is None:
+            num_workers = required_workers(locator, k, stragglers, byzantine)
+        elif byzantine:
+            check_num_workers(locator, k, stragglers, byzantine, num_workers)
         self.code = BerrutCode(k, stragglers, num_workers=num_workers, nodes=nodes)
+        self.results_needed = required_results(locator, k, byzantine)
+        self.privacy = (
+            None if privacy is None else PrivacyPolicy(privacy, privacy_placement, privacy_budget)
+        )
+        self.attack = attack
+        self._attack_rng = np.random.default_rng(rng)
         if isinstance(model, OnnxModel):
             self.model = model
         else:
@@ -195,15 +239,17 @@ class CodedInferenceSession:
         self.backend = backend
         self.last_run: RunReport | None = None
         logger.info(
-            "coded session ready: model=%s k=%d stragglers=%d num_workers=%d nodes=%s wait=%s "
-            "providers=%s",
+            "coded session ready: model=%s k=%d stragglers=%d byzantine=%d num_workers=%d "
+            "nodes=%s wait=%s providers=%s privacy=%s",
             self.model.path,
             self.code.k,
             self.code.stragglers,
+            self.byzantine,
             self.code.num_workers,
             self.code.node_family,
             self.wait,
             self.model.active_providers,
+            self.privacy,
         )
 
     # -- onnxruntime-like surface ------------------------------------------------------------
@@ -225,6 +271,11 @@ class CodedInferenceSession:
     def get_outputs(self) -> list[TensorInfo]:
         """Return the model's floating-point outputs, the ones that can be decoded."""
         return list(self._outputs)
+
+    @property
+    def privacy_spent(self) -> float:
+        """Total epsilon charged by the privacy accountant so far; 0 without privacy."""
+        return 0.0 if self.privacy is None else self.privacy.accountant.spent
 
     def get_providers(self) -> list[str]:
         """Return the execution providers that are actually active."""
@@ -268,28 +319,48 @@ class CodedInferenceSession:
 
         groups = _group(queries, self.k)
         coded = self.code.encode(groups)
+        if self.privacy is not None:
+            coded = self.privacy.prepare_queries(coded, num_outputs=len(names))
         gathered = self.backend.gather(
             coded,
             names,
-            needed=self.k,
+            needed=self.results_needed,
             timeout=self.timeout,
             collect_for=self.deadline if self.wait == "deadline" else None,
         )
+        worker_outputs = gathered.outputs
+        if self.privacy is not None:
+            worker_outputs = self.privacy.release_outputs(worker_outputs)
 
-        available = np.zeros(self.num_workers, dtype=bool)
-        available[list(gathered.outputs)] = True
+        arrived = np.zeros(self.num_workers, dtype=bool)
+        arrived[list(worker_outputs)] = True
+        stacked = [
+            self._stack(worker_outputs, position, len(groups)) for position in range(len(names))
+        ]
+        if self.attack is not None:
+            stacked = self._inject_attack(stacked, arrived)
+        # Locate wrong results on the first output and drop them from every output's decoding.
+        available = np.broadcast_to(arrived, (len(groups), self.num_workers))
+        suspected = [()] * len(groups)
+        if self.byzantine:
+            located = locate(
+                self.code,
+                stacked[0],
+                arrived,
+                self.byzantine,
+                self.locator,
+                tolerance=self.locator_tolerance,
+            )
+            available = arrived & located.trusted
+            suspected = located.suspected
         decoded = []
-        for position in range(len(names)):
-            shape = next(iter(gathered.outputs.values()))[position].shape[1:]
-            results = np.zeros((len(groups), self.num_workers) + shape)
-            for worker, outputs in gathered.outputs.items():
-                results[:, worker] = outputs[position]
-            if self.decode_space == "probabilities":
-                results = softmax(results)
+        for results in stacked:
             estimates = self.code.decode(results, available)
             decoded.append(estimates.reshape((-1,) + estimates.shape[2:])[:count])
 
-        self.last_run = self._report(gathered, available, count, time.monotonic() - started)
+        self.last_run = self._report(
+            gathered, available, suspected, count, time.monotonic() - started
+        )
         return decoded
 
     def predict_uncoded(self, inputs: np.ndarray, output_name: str | None = None) -> np.ndarray:
@@ -375,9 +446,34 @@ class CodedInferenceSession:
         info = next(info for info in self._outputs if info.name == name)
         return tuple(size if isinstance(size, int) else 0 for size in info.shape[1:])
 
-    def _report(self, gathered, available, count, wall_time) -> RunReport:
-        answered = tuple(int(i) for i in np.flatnonzero(available))
-        exact = self.code.exact_queries(available)
+    def _stack(self, worker_outputs, position: int, groups: int) -> np.ndarray:
+        # (G, N, C) results of one output; rows of absent workers stay zero and are not decoded.
+        shape = next(iter(worker_outputs.values()))[position].shape[1:]
+        results = np.zeros((groups, self.num_workers) + shape)
+        for worker, outputs in worker_outputs.items():
+            results[:, worker] = outputs[position]
+        if self.decode_space == "probabilities":
+            results = softmax(results)
+        return results
+
+    def _inject_attack(self, stacked: list[np.ndarray], arrived: np.ndarray) -> list[np.ndarray]:
+        groups = len(stacked[0])
+        wrong = self.attack.draw(np.broadcast_to(arrived, (groups, self.num_workers)), self._attack_rng)
+        matrices = None
+        if self.attack.attack.kind == "argmax-flip":
+            workers = np.flatnonzero(arrived)
+            matrix = np.zeros((self.k, self.num_workers))
+            matrix[:, workers] = self.code.decode_matrix(workers)
+            matrices = np.broadcast_to(matrix, (groups, self.k, self.num_workers))
+        attacked = []
+        for results in stacked:
+            flat = results.reshape(groups, self.num_workers, -1)
+            corrupted = self.attack.attack.corrupt(flat, wrong, self._attack_rng, decode_matrices=matrices)
+            attacked.append(corrupted.reshape(results.shape))
+        return attacked
+
+    def _report(self, gathered, available, suspected, count, wall_time) -> RunReport:
+        exact = self.code.exact_queries(available)  # (G, K)
         failed = dict(gathered.failed)
         late = tuple(sorted(gathered.late))
         groups = []
@@ -385,12 +481,19 @@ class CodedInferenceSession:
             real = min(self.k, count - index * self.k)
             groups.append(
                 GroupReport(
-                    answered=answered,
+                    answered=tuple(int(i) for i in np.flatnonzero(available[index])),
                     late=late,
                     failed=failed,
-                    exact=tuple(bool(flag) for flag in exact[:real]),
+                    exact=tuple(bool(flag) for flag in exact[index, :real]),
+                    suspected=tuple(int(i) for i in suspected[index]),
                 )
             )
+            if suspected[index]:
+                logger.warning(
+                    "group %d: dropped suspected wrong results of workers %s",
+                    index,
+                    list(suspected[index]),
+                )
         if late or failed:
             logger.info("call finished with late workers %s and failed workers %s", late, failed)
         return RunReport(

@@ -37,6 +37,8 @@ class WrapResult:
         Wall time of each coded call, in seconds.
     late_per_call, failed_per_call : list of int
         Late and failed workers in each call.
+    suspected_per_call : list of int
+        Results dropped as wrong by the error locator in each call, summed over its groups.
     approximate_groups, exact_groups : int
         Groups decoded approximately, and exactly (every query answered at its own node).
     """
@@ -47,6 +49,7 @@ class WrapResult:
     call_latencies: list[float] = field(default_factory=list)
     late_per_call: list[int] = field(default_factory=list)
     failed_per_call: list[int] = field(default_factory=list)
+    suspected_per_call: list[int] = field(default_factory=list)
     approximate_groups: int = 0
     exact_groups: int = 0
 
@@ -59,6 +62,8 @@ class WrapResult:
             "k": session.k,
             "num_workers": session.num_workers,
             "stragglers": session.code.stragglers,
+            "byzantine": session.byzantine,
+            "locator": session.locator if session.byzantine else None,
             "nodes": session.code.node_family,
             "wait": session.wait,
             "decode": session.decode_space,
@@ -76,6 +81,7 @@ class WrapResult:
             "calls_with_stragglers": int(
                 sum(1 for late, failed in zip(self.late_per_call, self.failed_per_call) if late or failed)
             ),
+            "suspected_results_total": int(sum(self.suspected_per_call)),
             "approximate_groups": self.approximate_groups,
             "exact_groups": self.exact_groups,
         }
@@ -136,6 +142,7 @@ def wrap_dataset(
         first = report.groups[0]
         result.late_per_call.append(len(first.late))
         result.failed_per_call.append(len(first.failed))
+        result.suspected_per_call.append(sum(len(group.suspected) for group in report.groups))
         for group in report.groups:
             if group.approximate:
                 result.approximate_groups += 1

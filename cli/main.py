@@ -10,9 +10,11 @@ from pathlib import Path
 
 import click
 
-from approxifer_onnx.coding import DEFAULT_NODE_FAMILY, NODE_FAMILIES
+from approxifer_onnx.coding import DEFAULT_NODE_FAMILY, LOCATORS, NODE_FAMILIES
 from approxifer_onnx.exceptions import ApproxiferError
 from approxifer_onnx.session import DECODE_SPACES, WAIT_POLICIES
+
+from .privacy import privacy_options, privacy_summary, session_privacy_kwargs
 
 logger = logging.getLogger("approxifer_onnx.cli")
 
@@ -78,6 +80,16 @@ def code_options(command):
         click.option("--decode", "decode", type=click.Choice(list(DECODE_SPACES)),
                      default="logits", show_default=True,
                      help="Interpolate raw outputs or their softmax."),
+        click.option("-e", "--byzantine", type=click.IntRange(min=0), default=0,
+                     show_default=True,
+                     help="Wrong results E to locate and drop in every group before decoding."),
+        click.option("--locator", type=click.Choice(list(LOCATORS)), default="reed-solomon",
+                     show_default=True,
+                     help="Error locator for --byzantine; it sets N: K+2E+S for reed-solomon, "
+                          "2K+2E+S-1 for welch (the paper's)."),
+        click.option("--locator-tolerance", type=click.FloatRange(min=0), default=None,
+                     help="Relative fit residual under which results count as honest; real "
+                          "models need one above their interpolation error, e.g. 0.05."),
         click.option("--provider", "providers", multiple=True,
                      help="onnxruntime execution provider, in order of preference; repeatable "
                           "(e.g. --provider CUDAExecutionProvider --provider "
@@ -128,8 +140,9 @@ def load_data(data_path, split, limit, scale, mean, std):
 
 
 def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout, deadline,
-                 decode, providers, strict_providers, faults=None, seed=None):
-    """Create a CodedInferenceSession from the code options."""
+                 decode, byzantine, locator, locator_tolerance, providers, strict_providers,
+                 faults=None, attack=None, seed=None, **privacy):
+    """Create a CodedInferenceSession from the code options and `session_privacy_kwargs`."""
     from approxifer_onnx.session import CodedInferenceSession
 
     return CodedInferenceSession(
@@ -142,10 +155,15 @@ def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout
         timeout=timeout,
         deadline=deadline,
         decode=decode,
+        byzantine=byzantine,
+        locator=locator,
+        locator_tolerance=locator_tolerance,
         providers=list(providers) or None,
         strict_providers=strict_providers,
         faults=faults,
+        attack=attack,
         rng=seed,
+        **privacy,
     )
 
 
@@ -156,8 +174,13 @@ def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout
 @click.option("--simulate-stragglers", "straggler_plan", default=None, metavar="PLAN",
               help="Inject faults, e.g. 'count=1;delay=hang' (one random straggler per call), "
                    "'p=0.05;delay=exp:0.2', 'workers=2,5;delay=0.5', 'fail=3'.")
+@click.option("--simulate-byzantine", "attack_plan", default=None, metavar="PLAN",
+              help="Make workers return wrong results: KIND[:PARAMETER]@WORKERS, e.g. "
+                   "'gaussian:10@random:1' or 'sign-flip@0,5'; kinds: gaussian, sign-flip, "
+                   "constant, permuted, argmax-flip.")
+@privacy_options
 @click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the injected faults.")
+              help="Seed of the injected faults and wrong results.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Queries per coded call.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -167,13 +190,15 @@ def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
 @report_user_errors
-def wrap(model, data_path, split, limit, scale, mean, std, straggler_plan, seed, batch_size,
-         output, summary_json, progress, **code):
+def wrap(model, data_path, split, limit, scale, mean, std, straggler_plan, attack_plan, dp_epsilon,
+         dp_placement, dp_bounds, dp_budget, dp_seed, seed, batch_size, output, summary_json,
+         progress, **code):
     """Classify a data set with MODEL through coded, straggler-resilient workers.
 
     Prints centralized and coded accuracy when the data has labels, and latency and straggler
     counts always.
     """
+    from approxifer_onnx.attacks import ByzantinePlan
     from approxifer_onnx.faults import FaultPlan
     from approxifer_onnx.wrap import OUTPUT_FORMATS, wrap_dataset, write_predictions
 
@@ -184,15 +209,21 @@ def wrap(model, data_path, split, limit, scale, mean, std, straggler_plan, seed,
             param_hint="--output",
         )
     faults = FaultPlan.parse(straggler_plan) if straggler_plan else None
+    attack = ByzantinePlan.parse(attack_plan) if attack_plan else None
+    privacy = session_privacy_kwargs(dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed)
     dataset = load_data(data_path, split, limit, scale, mean, std)
-    with open_session(model, faults=faults, seed=seed, **code) as session:
+    with open_session(model, faults=faults, attack=attack, seed=seed, **privacy, **code) as session:
         result = wrap_dataset(
             session, dataset.inputs, dataset.labels, batch_size=batch_size, progress=progress
         )
         summary = result.summary(session)
+        summary["privacy"] = privacy_summary(
+            privacy, None if session.privacy is None else session.privacy.accountant
+        )
     summary["data"] = dataset.source
     summary["seed"] = seed
     summary["simulate_stragglers"] = straggler_plan
+    summary["simulate_byzantine"] = attack_plan
     summary["batch_size"] = batch_size
 
     if output is not None:
@@ -229,6 +260,17 @@ def format_summary(summary: dict) -> str:
         f"stragglers   {summary['late_workers_total']} late and {summary['failed_workers_total']} "
         f"failed worker results in {summary['calls_with_stragglers']} of {summary['calls']} calls"
     )
+    if summary.get("byzantine"):
+        lines.append(
+            f"byzantine    {summary['suspected_results_total']} results dropped as wrong by the "
+            f"{summary['locator']} locator (E={summary['byzantine']})"
+        )
+    privacy = summary.get("privacy")
+    if privacy:
+        lines.append(
+            f"privacy      Laplace noise on {privacy['placement']}, epsilon "
+            f"{privacy['epsilon']:g} per released vector, {privacy['epsilon_spent']:g} spent"
+        )
     return "\n".join(lines)
 
 

@@ -147,3 +147,38 @@ def test_quiet_flag_hides_info_logs(files, caplog):
     assert result.exit_code == 0, result.output
     assert "coded session ready" not in caplog.text
     assert logging.getLogger("approxifer_onnx").level == logging.ERROR
+
+
+def test_wrap_drops_simulated_byzantine_worker(files, tmp_path):
+    model, data = files
+    summary_path = tmp_path / "summary.json"
+
+    result = invoke("wrap", model, "--data", data, "-k", 4, "-s", 0, "-e", 1,
+                    "--wait", "deadline", "--locator-tolerance", "1e-3",
+                    "--simulate-byzantine", "gaussian:100@2", "--no-progress",
+                    "--summary-json", summary_path)
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(summary_path.read_text())
+    assert summary["num_workers"] == 4 + 2
+    assert summary["byzantine"] == 1
+    assert summary["locator"] == "reed-solomon"
+    # 40 inputs in groups of 4: the wrong worker is dropped from each of the 10 groups.
+    assert summary["suspected_results_total"] == 10
+    assert "dropped as wrong" in result.output
+
+
+def test_wrap_with_privacy_reports_epsilon_spent(files, tmp_path):
+    model, data = files
+    summary_path = tmp_path / "summary.json"
+
+    result = invoke("wrap", model, "--data", data, "-k", 4, "-s", 1, "--batch-size", 40,
+                    "--dp-epsilon", 2, "--dp-bounds", "-20,20", "--dp-seed", 0, "--no-progress",
+                    "--summary-json", summary_path)
+
+    assert result.exit_code == 0, result.output
+    privacy = json.loads(summary_path.read_text())["privacy"]
+    assert privacy["placement"] == "outputs"
+    # One call of 10 groups sent to 5 workers: 50 released vectors at epsilon 2.
+    assert privacy["epsilon_spent"] == pytest.approx(100.0)
+    assert "epsilon 2 per released vector" in result.output

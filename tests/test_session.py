@@ -190,3 +190,68 @@ def test_output_names_string_is_rejected(linear_path):
 def test_softmax_is_stable():
     values = softmax(np.array([[1000.0, 1000.0], [0.0, -1000.0]]))
     np.testing.assert_allclose(values, [[0.5, 0.5], [1.0, 0.0]])
+
+
+def test_byzantine_sets_worker_count_from_locator(linear_path):
+    with CodedInferenceSession(linear_path, k=4, stragglers=1, byzantine=1,
+                               locator="reed-solomon") as session:
+        assert session.num_workers == 4 + 2 + 1
+        assert session.results_needed == 6
+    with CodedInferenceSession(linear_path, k=4, stragglers=0, byzantine=1,
+                               locator="welch") as session:
+        assert session.num_workers == 2 * 4 + 2 * 1 - 1
+
+
+def test_byzantine_worker_count_is_validated(linear_path):
+    with pytest.raises(ValueError, match="byzantine=2 needs at least"):
+        CodedInferenceSession(linear_path, k=4, stragglers=0, byzantine=2, num_workers=6)
+
+
+def test_unknown_locator_lists_choices(linear_path):
+    with pytest.raises(ValueError, match="locator='vote' is unknown; choose one of 'welch'"):
+        CodedInferenceSession(linear_path, k=4, byzantine=1, locator="vote")
+
+
+def test_wrong_worker_is_suspected_and_dropped(tmp_path):
+    from approxifer_onnx.attacks import ByzantinePlan
+
+    # An affine model makes each worker output y(z) with y(z) * D(z) exactly a polynomial of
+    # degree K - 1 in the worker node z, so the locator must find the wrong worker every time.
+    path = write_linear_classifier(tmp_path / "linear.onnx", num_classes=3)
+    with CodedInferenceSession(path, k=4, stragglers=0, byzantine=1, locator="reed-solomon",
+                               wait="deadline", attack=ByzantinePlan.parse("gaussian:100@2"),
+                               locator_tolerance=1e-3, rng=0) as session:
+        x = queries(8, seed=4)
+        coded = run(session, x)
+        report = session.last_run
+    for group in report.groups:
+        assert group.suspected == (2,)
+        assert 2 not in group.answered
+    # Dropping the suspect gives the same outputs as if worker 2 had failed outright.
+    with CodedInferenceSession(path, k=4, stragglers=2, num_workers=6, wait="deadline",
+                               faults=FaultPlan.parse("fail=2")) as reference:
+        expected = run(reference, x)
+    np.testing.assert_allclose(coded, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_privacy_on_outputs_adds_noise_and_charges_budget(linear_path):
+    from approxifer_onnx.privacy import LaplaceMechanism
+
+    mechanism = LaplaceMechanism(epsilon=0.5, lower=-20.0, upper=20.0, rng=1)
+    with CodedInferenceSession(linear_path, k=4, stragglers=1, wait="deadline",
+                               privacy=mechanism, privacy_placement="outputs") as session:
+        assert session.privacy_spent == 0.0
+        noisy = run(session, queries(4))
+        # One group, five workers, one output: five released vectors at epsilon 0.5 each.
+        assert session.privacy_spent == pytest.approx(2.5)
+    with CodedInferenceSession(linear_path, k=4, stragglers=1, wait="deadline") as session:
+        clean = run(session, queries(4))
+    assert np.abs(noisy - clean).max() > 1.0
+
+
+def test_privacy_on_queries_needs_bounds(linear_path):
+    from approxifer_onnx.privacy import LaplaceMechanism
+
+    with pytest.raises(ValueError, match="needs lower and upper"):
+        CodedInferenceSession(linear_path, k=4, privacy=LaplaceMechanism(epsilon=1.0, sensitivity=1.0),
+                              privacy_placement="queries")

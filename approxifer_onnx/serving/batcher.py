@@ -161,11 +161,17 @@ class RequestBatcher:
         self._batch_ids = itertools.count(1)
         self._in_flight: list[_Slice] = []  # the slices of the running call
         self._closing = False
+        self._close_task: asyncio.Task | None = None
 
     @property
     def queue_depth(self) -> int:
         """Inputs queued and not yet sent to the workers."""
         return self._queued_rows
+
+    @property
+    def inputs_in_flight(self) -> int:
+        """Inputs of the coded call now running, 0 between calls."""
+        return sum(piece.stop - piece.start for piece in self._in_flight)
 
     @property
     def running(self) -> bool:
@@ -223,18 +229,25 @@ class RequestBatcher:
         """Stop accepting requests, answer the queued ones, and fail what is left after `timeout`.
 
         Queued inputs are sent at once, without waiting for their groups to fill. Requests still
-        unanswered after `timeout` seconds fail with `ShuttingDownError`.
+        unanswered after `timeout` seconds fail with `ShuttingDownError`. Calling it again waits
+        for the first call to finish.
         """
-        if self._dispatcher is None or self._closing:
+        if self._dispatcher is None:
             return
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(self._close(timeout))
+        await asyncio.shield(self._close_task)
+
+    async def _close(self, timeout: float) -> None:
         self._closing = True
         self._arrived.set()
         logger.info("batcher closing: %d queued inputs to answer within %g s", self._queued_rows, timeout)
         done, _ = await asyncio.wait({self._dispatcher}, timeout=timeout)
+        stranded = [piece.request for piece in self._in_flight]
         if not done:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
-        self._fail_queued(ShuttingDownError("the server shut down before the request was answered"))
+        self._fail_waiting(stranded, ShuttingDownError("the server shut down before the request was answered"))
         # A call still running in the thread cannot be interrupted here; session.close() cancels it.
         self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -353,13 +366,12 @@ class RequestBatcher:
             request.next_row = len(request.inputs)
         request.future.cancel()  # rows already sent are decoded, and their results dropped
 
-    def _fail_queued(self, error: ServingError) -> None:
-        waiting = list(self._queue) + [piece.request for piece in self._in_flight]
-        for request in waiting:
+    def _fail_waiting(self, in_flight: list[_Request], error: ServingError) -> None:
+        """Fail the queued requests and those of `in_flight` that are still unanswered."""
+        for request in [*self._queue, *in_flight]:
             if not request.future.done():
                 request.future.set_exception(error)
         self._queue.clear()
-        self._in_flight = []
         self._set_queued_rows(0)
 
     def _set_queued_rows(self, rows: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -21,6 +22,10 @@ logger = logging.getLogger(__name__)
 # Seconds that ServerThread waits for uvicorn to bind its socket.
 STARTUP_TIMEOUT = 30.0
 
+# Seconds that uvicorn waits, beyond the batcher's shutdown timeout, for the handlers to send the
+# answers and errors of the last requests before it cancels them.
+RESPONSE_GRACE = 5.0
+
 
 def serve(session: CodedInferenceSession, config: ServeConfig | None = None) -> None:
     """Serve `session` until SIGINT or SIGTERM, then shut down gracefully and close the session.
@@ -30,8 +35,8 @@ def serve(session: CodedInferenceSession, config: ServeConfig | None = None) -> 
     is closed.
     """
     config = config or ServeConfig()
-    server = uvicorn.Server(_uvicorn_config(create_app(session, config), config))
-    server.run()
+    app = create_app(session, config)
+    _GracefulServer(app, config).run()
 
 
 class ServerThread:
@@ -60,7 +65,7 @@ class ServerThread:
     ):
         self.config = config or ServeConfig(port=0)
         self.app = create_app(session, self.config, close_session=close_session)
-        self._server = uvicorn.Server(_uvicorn_config(self.app, self.config))
+        self._server = _GracefulServer(self.app, self.config)
         # Signals can only be handled in the main thread, and the owner of this object stops it.
         self._server.install_signal_handlers = lambda: None
         self._thread = threading.Thread(target=self._server.run, name="approxifer-server", daemon=True)
@@ -133,13 +138,30 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
-def _uvicorn_config(app, config: ServeConfig) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=config.host,
-        port=config.port,
-        lifespan="on",
-        log_config=None,  # keep the logging the caller configured
-        access_log=False,
-        timeout_graceful_shutdown=config.shutdown_timeout,
-    )
+class _GracefulServer(uvicorn.Server):
+    """A uvicorn server that closes the batcher as soon as shutdown begins.
+
+    uvicorn first waits for the open requests and only then runs the app's lifespan shutdown. The
+    batcher therefore has to stop waiting for full groups, and fail what it cannot answer, before
+    that wait, so that every accepted request gets a response.
+    """
+
+    def __init__(self, app, config: ServeConfig):
+        super().__init__(
+            uvicorn.Config(
+                app,
+                host=config.host,
+                port=config.port,
+                lifespan="on",
+                log_config=None,  # keep the logging the caller configured
+                access_log=False,
+                timeout_graceful_shutdown=config.shutdown_timeout + RESPONSE_GRACE,
+            )
+        )
+        self._batcher = app.state.batcher
+        self._shutdown_timeout = config.shutdown_timeout
+
+    async def shutdown(self, sockets=None) -> None:
+        closing = asyncio.get_running_loop().create_task(self._batcher.close(self._shutdown_timeout))
+        await super().shutdown(sockets)
+        await closing

@@ -274,7 +274,8 @@ def _coding_parameters(outcome: BatchOutcome, session: CodedInferenceSession) ->
         "workers_suspected": _join(outcome.suspected),
         "group_size": session.k,
         "num_workers": session.num_workers,
-        "batch_ids": _join(outcome.batch_ids),
+        "batch_ids": ",".join(map(str, outcome.batch_ids)),
+        "batch_offsets": ",".join(map(str, outcome.batch_offsets)),
     }
 
 

@@ -79,6 +79,8 @@ class BatchOutcome:
         calls (a request split across two calls can list a worker in two sets).
     batch_ids : list of int
         The coded calls that carried the request, in order.
+    batch_offsets : list of int
+        For each call in `batch_ids`, the row of the call's input where the request's rows start.
     """
 
     outputs: list[np.ndarray]
@@ -88,6 +90,7 @@ class BatchOutcome:
     failed: set[int] = field(default_factory=set)
     suspected: set[int] = field(default_factory=set)
     batch_ids: list[int] = field(default_factory=list)
+    batch_offsets: list[int] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -350,6 +353,7 @@ class RequestBatcher:
             outcome.failed.update(first.failed)
             outcome.suspected.update(first.suspected)
             outcome.batch_ids.append(batch_id)
+            outcome.batch_offsets.append(offset)
             offset += rows
 
             request.rows_done += rows

@@ -48,6 +48,7 @@ def test_concurrent_requests_form_full_groups(exact_session):
     # Eight inputs make two full groups of K=4, sent at once without waiting for the delay.
     assert seconds < LONG_DELAY / 3
     assert {tuple(outcome.batch_ids) for outcome in outcomes} == {(1,)}
+    assert sorted(offset for outcome in outcomes for offset in outcome.batch_offsets) == list(range(8))
     expected = exact_session.predict_uncoded(queries)
     for index, outcome in enumerate(outcomes):
         np.testing.assert_allclose(outcome.outputs[0][0], expected[index], rtol=1e-5, atol=1e-6)
@@ -75,6 +76,7 @@ def test_request_split_across_calls(exact_session):
     outcome = run_with_batcher(exact_session, scenario, max_batch_size=4)
     # The first call carries one full group; the two rows left wait for the delay.
     assert outcome.batch_ids == [1, 2]
+    assert outcome.batch_offsets == [0, 0]
     np.testing.assert_allclose(outcome.outputs[0], exact_session.predict_uncoded(queries), rtol=1e-5, atol=1e-6)
 
 

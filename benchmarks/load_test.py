@@ -18,7 +18,7 @@ restarts it.
 
     python benchmarks/load_test.py --backend local --backend ray
 
-Writes JSON and a Markdown table to ``--output-dir`` (load_test.json, load_test.md).
+Writes JSON and a Markdown page to ``--output-dir`` (load_test.json, load_test.md).
 """
 
 from __future__ import annotations
@@ -313,8 +313,17 @@ def write_results(args, summaries, output_dir):
     (output_dir / "load_test.json").write_text(json.dumps(document, indent=2) + "\n")
 
     lines = [
+        "# Serving load test",
+        "",
+        f"Written by `benchmarks/load_test.py` on {platform.platform()} with {os.cpu_count()} CPUs.",
+        f"Model `{args.model}`, data `{args.data}`; {args.requests} single-input requests per backend from "
+        f"{args.clients} concurrent clients on 127.0.0.1, time cap {args.time_cap:g} s.",
+        f"Code K={args.k}, S={args.stragglers}, N={document['num_workers']}, wait first-k; injected faults "
+        f"`{args.faults}`; worker {args.kill_worker} killed once half of the requests were answered; "
+        f"seed {args.seed}.",
+        "",
         "| backend | answered | lost | mismatched | approximate | p50 ms | p99 ms | max ms | req/s | "
-        "late + failed worker results | killed worker after |",
+        "late + failed worker results | killed after |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for summary in summaries:
@@ -326,7 +335,7 @@ def write_results(args, summaries, output_dir):
             f"{summary['throughput_qps']:.0f} | {stragglers.get('late', 0)} + {stragglers.get('failed', 0)} | "
             f"{summary['killed_after_answered']} answers |"
         )
-    (output_dir / "load_test_table.md").write_text("\n".join(lines) + "\n")
+    (output_dir / "load_test.md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None):

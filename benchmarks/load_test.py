@@ -2,7 +2,7 @@
 
 For each backend (local threads, Ray actors) the program serves the model on 127.0.0.1 in this
 process, drives it from a separate client process with ``--clients`` concurrent connections
-until ``--requests`` single-input requests are answered or ``--time-cap`` seconds pass, and kills
+until ``--requests`` single-input requests are completed or ``--time-cap`` seconds pass, and kills
 one worker once half of the requests are answered. Then it checks every response:
 
 - lost: requests sent without an HTTP 200 answer (errors, timeouts, dropped connections);
@@ -46,8 +46,8 @@ from approxifer_onnx.session import CodedInferenceSession
 
 BACKENDS = ("local", "ray")
 
-# Relative and absolute tolerance between a served answer (float32 on the wire) and its offline
-# recomputation in float64; a mixed-up answer differs by the distance between two inputs' logits.
+# Relative and absolute tolerance between a served response (float32 on the wire) and its offline
+# recomputation in float64. A mixed-up response differs by the distance between two inputs' logits.
 MATCH_TOLERANCE = 1e-4
 
 
@@ -164,7 +164,7 @@ def run_backend(backend_name, args, model, inputs, labels):
         client.start()
         registry = server.app.state.metrics.registry
 
-        # Kill a worker once half of the requests are answered, then wait for the clients.
+        # Kill a worker once half of the requests are completed, then wait for the clients.
         while killed_after is None and client.is_alive() and args.kill_worker >= 0:
             answered = registry.get_sample_value("approxifer_requests_total", {"model": "model", "code": "200"}) or 0
             if answered >= args.requests // 2:

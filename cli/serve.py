@@ -57,12 +57,12 @@ def _read_config(ctx: click.Context, param: click.Parameter, path: Path | None) 
 @click.option("--max-batch-size", type=click.IntRange(min=1), default=None,
               help="Inputs per coded call, a multiple of K [default: 8 K].")
 @click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0,
-              help="Seconds from a request's arrival to its answer before it fails with HTTP 504.")
+              help="Seconds from a request's arrival to its response before it fails with HTTP 504.")
 @click.option("--max-request-bytes", type=click.IntRange(min=1), default=16 * 1024 * 1024,
               help="Largest request body in bytes, before and after decompression; larger ones get "
                    "HTTP 413.")
 @click.option("--shutdown-timeout", type=click.FloatRange(min=0), default=30.0,
-              help="Seconds to answer accepted requests on shutdown before failing the rest.")
+              help="Seconds to complete accepted requests on shutdown before failing the rest.")
 @click.option("--backend", type=click.Choice(BACKENDS), default="local",
               help="local: worker threads in this process; ray: Ray actors (the ray extra).")
 @click.option("--ray-address", default=None,
@@ -83,7 +83,7 @@ def serve(model, host, port, model_name, max_queue_delay, max_queue_size, max_ba
 
     Requests are grouped by K into coded calls; each response carries the coding metadata in
     its parameters. Listens on 127.0.0.1:8000 by default. Stop with Ctrl-C or SIGTERM: the
-    server answers the accepted requests, then exits.
+    server responds to the accepted requests, then exits.
 
     Each option can also be set by the variable APPROXIFER_ONNX_SERVE_<OPTION> (for example
     APPROXIFER_ONNX_SERVE_MAX_QUEUE_DELAY=0.01) or in the --config file.

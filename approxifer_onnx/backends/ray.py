@@ -268,9 +268,9 @@ class RayBackend:
     ) -> GatherResult:
         """Send ``queries[:, i]`` to actor i and collect the results with ``ray.wait``.
 
-        Parameters, return value and errors are those of `LocalBackend.gather`: the call returns
-        once ``needed`` valid results arrived, or with ``collect_for`` once all N arrived or
-        ``collect_for`` seconds passed; calls still running are cancelled.
+        Parameters, return value and errors are those of `LocalBackend.gather`. The call returns
+        once ``needed`` valid results arrived, or, with ``collect_for``, once all N arrived or
+        ``collect_for`` seconds passed. Calls still running are then cancelled.
 
         Raises
         ------

@@ -48,7 +48,7 @@ def create_app(
 ) -> Starlette:
     """Build the ASGI app that serves `session`.
 
-    The batcher starts with the app's lifespan and stops with it. On shutdown the app answers the
+    The batcher starts with the app's lifespan and stops with it. On shutdown the app responds to the
     requests it accepted within ``config.shutdown_timeout`` seconds, fails the rest with HTTP 503,
     then closes the session when `close_session` is True.
 
@@ -264,7 +264,7 @@ class _Service:
 
 
 def _coding_parameters(outcome: BatchOutcome, session: CodedInferenceSession) -> dict[str, Any]:
-    """Return the coding metadata of one answered request as protocol parameters."""
+    """Return the coding metadata of one completed request as protocol parameters."""
     return {
         "coding": "exact" if outcome.exact.all() else "approximate",
         "approximate_inputs": int((~outcome.exact).sum()),

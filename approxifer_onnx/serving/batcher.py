@@ -4,7 +4,7 @@ Requests arrive one by one, each with one or more inputs. `RequestBatcher` queue
 in arrival order and sends them to the `CodedInferenceSession` in calls of whole groups of K as
 soon as K inputs are queued. When fewer than K are queued, it waits at most `max_queue_delay`
 after the oldest input arrived, then sends a partial group, which the session pads. A request
-may be split across two calls; it is answered once all of its inputs are decoded.
+may be split across two calls, and its response is ready once all of its inputs are decoded.
 
 One call runs at a time, in a worker thread, because the session's backend runs one `gather`
 at a time. Inputs that arrive meanwhile form the next call.
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 class ServingError(RuntimeError):
-    """A request that the server accepted in form but cannot answer; `status` is the HTTP code."""
+    """A well-formed request that the server cannot complete; `status` is the HTTP code."""
 
     status = 503
 
@@ -54,7 +54,7 @@ class ShuttingDownError(ServingError):
 
 
 class RequestTimeoutError(ServingError):
-    """A request was not answered within its timeout."""
+    """A request timed out before its response was ready."""
 
     status = 504
 
@@ -65,7 +65,7 @@ class WorkerPoolError(ServingError):
 
 @dataclass
 class BatchOutcome:
-    """The answer to one request: decoded outputs and what happened in its coded calls.
+    """The result of one request: decoded outputs and what happened in its coded calls.
 
     Attributes
     ----------
@@ -226,13 +226,13 @@ class RequestBatcher:
             return await asyncio.wait_for(asyncio.shield(request.future), timeout)
         except TimeoutError:
             self._withdraw(request)
-            raise RequestTimeoutError(f"the request was not answered within the timeout of {timeout:g} s") from None
+            raise RequestTimeoutError(f"the request timed out after {timeout:g} s without a response") from None
 
     async def close(self, timeout: float) -> None:
-        """Stop accepting requests, answer the queued ones, and fail what is left after `timeout`.
+        """Stop accepting requests, complete the queued ones, and fail what is left after `timeout`.
 
         Queued inputs are sent at once, without waiting for their groups to fill. Requests still
-        unanswered after `timeout` seconds fail with `ShuttingDownError`. Calling it again waits
+        without a response after `timeout` seconds fail with `ShuttingDownError`. Calling it again waits
         for the first call to finish.
         """
         if self._dispatcher is None:
@@ -244,13 +244,13 @@ class RequestBatcher:
     async def _close(self, timeout: float) -> None:
         self._closing = True
         self._arrived.set()
-        logger.info("batcher closing: %d queued inputs to answer within %g s", self._queued_rows, timeout)
+        logger.info("batcher closing: %d queued inputs to process within %g s", self._queued_rows, timeout)
         done, _ = await asyncio.wait({self._dispatcher}, timeout=timeout)
         stranded = [piece.request for piece in self._in_flight]
         if not done:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
-        self._fail_waiting(stranded, ShuttingDownError("the server shut down before the request was answered"))
+        self._fail_waiting(stranded, ShuttingDownError("the server shut down before responding to the request"))
         # A call still running in the thread cannot be interrupted here; session.close() cancels it.
         self._executor.shutdown(wait=False, cancel_futures=True)
 

@@ -45,11 +45,11 @@ class ServeConfig:
     max_batch_size : int or None, a multiple of K
         Maximum inputs per coded call (several groups of K). None uses 8 groups.
     request_timeout : float, seconds, > 0
-        Time from a request's arrival to its answer, after which it fails with HTTP 504.
+        Time from a request's arrival to its response, after which it fails with HTTP 504.
     max_request_bytes : int, >= 1
         Maximum request body, compressed or not, in bytes. Larger bodies get HTTP 413.
     shutdown_timeout : float, seconds, >= 0
-        On shutdown, time to answer the requests already accepted before the rest fail.
+        On shutdown, time to complete the requests already accepted before the rest fail.
     log_format : {"text", "json"}
         Format of the log lines written by the ``serve`` command.
     """

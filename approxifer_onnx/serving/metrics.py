@@ -28,7 +28,7 @@ class ServingMetrics:
         self.model_name = model_name
         self.registry = registry if registry is not None else CollectorRegistry()
         self.requests = Counter(
-            "approxifer_requests", "Inference requests answered, by HTTP status code.",
+            "approxifer_requests", "Inference requests completed, by HTTP status code.",
             ["model", "code"], registry=self.registry,
         )
         self.request_latency = Histogram(
@@ -36,7 +36,7 @@ class ServingMetrics:
             ["model"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.inputs = Counter(
-            "approxifer_inputs", "Inputs answered, by how they were decoded (exact or approximate).",
+            "approxifer_inputs", "Inputs completed, by how they were decoded (exact or approximate).",
             ["model", "coding"], registry=self.registry,
         )
         self.batches = Counter(
@@ -62,12 +62,12 @@ class ServingMetrics:
         )
 
     def observe_request(self, status: int, seconds: float) -> None:
-        """Count one answered request and its latency."""
+        """Count one completed request and its latency."""
         self.requests.labels(self.model_name, str(status)).inc()
         self.request_latency.labels(self.model_name).observe(seconds)
 
     def observe_inputs(self, exact: int, approximate: int) -> None:
-        """Count the inputs of one answered request by how they were decoded."""
+        """Count the inputs of one completed request by how they were decoded."""
         self.inputs.labels(self.model_name, "exact").inc(exact)
         self.inputs.labels(self.model_name, "approximate").inc(approximate)
 

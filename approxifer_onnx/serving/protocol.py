@@ -1,9 +1,9 @@
 """The Open Inference Protocol v2 over HTTP: parse inference requests and encode responses.
 
 This is the protocol of KServe and Triton (``/v2/models/{name}/infer``). A request body is a
-JSON object, optionally followed by raw tensor bytes (the binary tensor data extension): the
-``Inference-Header-Content-Length`` header then gives the length of the JSON part, and each
-input with a ``binary_data_size`` parameter takes that many bytes, in input order, in
+JSON object, optionally followed by raw tensor bytes (the binary tensor data extension). With
+raw bytes, the ``Inference-Header-Content-Length`` header gives the length of the JSON part,
+and each input with a ``binary_data_size`` parameter takes that many bytes, in input order, in
 little-endian row-major layout. Responses use the same layout for outputs requested with
 ``binary_data: true`` or the request parameter ``binary_data_output: true``.
 
@@ -274,7 +274,7 @@ def _json_values(data: Any, name: str, dtype: np.dtype, count: int) -> np.ndarra
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         if not np.array_equal(values, np.round(values)) or values.min() < info.min or values.max() > info.max:
-            raise ProtocolError(f"input {name!r} 'data' holds values that are not {dtype.name} integers")
+            raise ProtocolError(f"input {name!r} 'data' contains values that are not {dtype.name} integers")
     return values
 
 

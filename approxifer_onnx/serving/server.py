@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 STARTUP_TIMEOUT = 30.0
 
 # Seconds that uvicorn waits, beyond the batcher's shutdown timeout, for the handlers to send the
-# answers and errors of the last requests before it cancels them.
+# responses and errors of the last requests before it cancels them.
 RESPONSE_GRACE = 5.0
 
 
@@ -31,7 +31,7 @@ def serve(session: CodedInferenceSession, config: ServeConfig | None = None) -> 
     """Serve `session` until SIGINT or SIGTERM, then shut down gracefully and close the session.
 
     On a signal uvicorn stops accepting connections and waits up to ``config.shutdown_timeout``
-    seconds for the requests in progress; the batcher answers or fails each one, then the session
+    seconds for the requests in progress; the batcher completes or fails each one, then the session
     is closed.
     """
     config = config or ServeConfig()
@@ -142,7 +142,7 @@ class _GracefulServer(uvicorn.Server):
     """A uvicorn server that closes the batcher as soon as shutdown begins.
 
     uvicorn first waits for the open requests and only then runs the app's lifespan shutdown. The
-    batcher therefore has to stop waiting for full groups, and fail what it cannot answer, before
+    batcher therefore has to stop waiting for full groups, and fail what it cannot complete, before
     that wait, so that every accepted request gets a response.
     """
 

@@ -215,7 +215,7 @@ def test_request_timeout_is_504(exact_session):
     with ServerThread(exact_session, ServeConfig(port=0, max_queue_delay=30.0, request_timeout=0.2)) as server:
         response = httpx.post(server.url + "/v2/models/mlp/infer", json=infer_body(make_queries(1)))
     assert response.status_code == 504
-    assert response.json() == {"error": "the request was not answered within the timeout of 0.2 s"}
+    assert response.json() == {"error": "the request timed out after 0.2 s without a response"}
 
 
 def test_shutdown_fails_requests_it_cannot_answer(model_path):
@@ -232,7 +232,7 @@ def test_shutdown_fails_requests_it_cannot_answer(model_path):
             response = waiting.result(timeout=20)
             stopper.join(20)
     assert response.status_code == 503
-    assert response.json() == {"error": "the server shut down before the request was answered"}
+    assert response.json() == {"error": "the server shut down before responding to the request"}
 
 
 def test_metrics_count_requests_and_stragglers(model_path):

@@ -96,7 +96,7 @@ def test_full_queue_rejects_request(exact_session):
 
 def test_timed_out_request_leaves_queue(exact_session):
     async def scenario(batcher):
-        with pytest.raises(RequestTimeoutError, match=r"not answered within the timeout of 0.05 s"):
+        with pytest.raises(RequestTimeoutError, match=r"timed out after 0.05 s without a response"):
             await batcher.submit(make_queries(1), timeout=0.05)
         return batcher.queue_depth
 
@@ -134,7 +134,7 @@ def test_close_fails_requests_left_after_timeout(model_path):
             waiting = asyncio.ensure_future(batcher.submit(make_queries(1), timeout=60.0))
             await asyncio.sleep(0.1)
             await batcher.close(timeout=0.2)
-            with pytest.raises(ShuttingDownError, match=r"shut down before the request was answered"):
+            with pytest.raises(ShuttingDownError, match=r"shut down before responding to the request"):
                 await waiting
 
         asyncio.run(scenario())

@@ -51,7 +51,7 @@ def test_small_run_loses_and_mixes_nothing(load_test, model_path, data_path, tmp
 
 
 def test_verifier_catches_swapped_answers(load_test, exact_session):
-    # Two answers of one call with their outputs exchanged, as a batcher bug would send them.
+    # Two responses of one call with their outputs exchanged, as a batcher bug would send them.
     queries = make_queries(4, seed=31)
     outputs = exact_session.run(None, {"x": queries})[0]
     answered = [

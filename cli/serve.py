@@ -124,7 +124,12 @@ def serve(model, host, port, model_name, max_queue_delay, max_queue_size, max_ba
 
 def _open_ray_session(model, ray_address, ray_num_cpus, faults, seed, code):
     """Create a CodedInferenceSession whose workers are Ray actors."""
-    from approxifer_onnx.backends.ray import RayBackend
+    try:
+        from approxifer_onnx.backends.ray import RayBackend, import_ray
+
+        import_ray()
+    except ImportError as error:
+        raise click.UsageError(str(error)) from error
     from approxifer_onnx.coding import BerrutCode
     from approxifer_onnx.model import OnnxModel
     from approxifer_onnx.session import CodedInferenceSession

@@ -28,6 +28,11 @@ reed-solomon       N(z_i) = y_i D(z_i) Lambda(z_i),                K + 2E
                    vote (real-valued Berlekamp-Welch)
 joint              reed-solomon with one Lambda shared by all C    K + E + ceil(E/C) for
                    classes                                        random corruption
+subset-search      no locator polynomial: every set of e <= E     K + 2E
+                   results is removed in turn, and the set whose
+                   removal leaves the best least-squares fit of
+                   y = P / D (deg P <= K-1), summed over classes,
+                   is the suspect set
 median             no code: per-class distance to the median       max(K + E, 2E + 1)
 =================  =============================================  ===========================
 
@@ -36,10 +41,15 @@ workers are removed and the honest model of the locator (e = 0) is fitted to the
 smallest e whose relative fit residual is within the tolerance wins, so that honest workers are
 kept when no result is wrong. Approximate data that never fits within the tolerance falls back
 to the largest e at which removing one more worker shrank the residual by at least `min_gap`.
+
+Real model outputs are not exact rationals, so their honest fit residual is far above the exact
+default tolerance. `calibrate_tolerance` measures it on clean outputs of the same code and
+returns a quantile to pass as `tolerance`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from dataclasses import dataclass
@@ -55,6 +65,7 @@ __all__ = [
     "LOCATORS",
     "LocateResult",
     "Locator",
+    "calibrate_tolerance",
     "check_num_workers",
     "denominator_values",
     "locate",
@@ -75,6 +86,13 @@ _MEDIAN_TOLERANCE = 10.0
 # shrinks the residual only 1.5-3 times, so every locator found both wrong workers in 40% of
 # groups or fewer. Real model outputs need a calibrated tolerance or a stronger candidate search.
 _DEFAULT_MIN_GAP = 4.0
+
+# Largest temporary array of the subset search, in bytes. Groups are scored in chunks below it.
+_SEARCH_CHUNK_BYTES = 2**26
+
+# Subsets per group that the subset search refits directly after ranking all by the deletion
+# formula.
+_RESCORED_SUBSETS = 8
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,8 @@ class Locator:
         Builder of the linear system; None for the median baseline, which ignores the code.
     joint : bool
         True when one locator is shared by all output classes; False for a per-class vote.
+    search : bool
+        True for the exhaustive subset search, which needs no `system`.
     """
 
     name: str
@@ -120,6 +140,7 @@ class Locator:
     needed: Callable[[int, int, int | None], int]
     system: Callable[[np.ndarray, np.ndarray, int], _System] | None
     joint: bool
+    search: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,8 +158,10 @@ class LocateResult:
         means the suspects are a best effort: more than E results may be wrong, or the data is
         approximate and the tolerance too tight.
     residuals : ndarray of float, shape (G, E + 1)
-        Relative fit residual of the honest model after removing the e most suspect workers,
-        for e = 0..E (robust scores in median absolute deviations for the median locator).
+        Fit statistic of the honest model after removing the e most suspect workers, for
+        e = 0..E: the relative fit residual for the locators with a locator polynomial, the
+        largest relative standardized residual for "subset-search", and robust scores in median
+        absolute deviations for "median".
     trusted : ndarray of bool, shape (G, N)
         Available workers that are not suspected: the set F to decode from.
     """
@@ -251,6 +274,16 @@ LOCATORS: dict[str, Locator] = {
             _results_for_joint,
             _reed_solomon_system,
             joint=True,
+        ),
+        Locator(
+            "subset-search",
+            "exhaustive search over sets of up to E results for the best fit of the rest",
+            "K+2*E",
+            "K+2*E+S",
+            lambda k, byzantine, num_outputs: k + 2 * byzantine,
+            None,
+            joint=True,
+            search=True,
         ),
         Locator(
             "median",
@@ -435,8 +468,17 @@ def _honest_residual(entry: Locator, z, alpha, values: np.ndarray) -> np.ndarray
     return residual.reshape(batch, classes).max(axis=1)
 
 
+def _honest_statistic(entry: Locator, z, alpha, values: np.ndarray) -> np.ndarray:
+    """Return the locator's fit statistic of the honest model on values (b, m, c), shape (b,)."""
+    if entry.search:
+        return _standardized_statistic(z, alpha, values)
+    if entry.system is None:
+        return _median_residuals(values, 0)[1][:, 0]
+    return _honest_residual(entry, z, alpha, values)
+
+
 def _residuals_without(entry: Locator, z, alpha, values, candidates) -> np.ndarray:
-    """Return the honest-model residual after removing each candidate set, shape (b, E + 1).
+    """Return the honest-model statistic after removing each candidate set, shape (b, E + 1).
 
     candidates[e] contains the positions (into z) of the e workers to remove, shape (b, e).
     """
@@ -446,10 +488,111 @@ def _residuals_without(entry: Locator, z, alpha, values, candidates) -> np.ndarr
         keep = np.ones((batch, m), dtype=bool)
         np.put_along_axis(keep, positions, False, axis=1)
         for pattern, rows in _rows_by_pattern(keep):
-            residuals[rows, e] = _honest_residual(
+            residuals[rows, e] = _honest_statistic(
                 entry, z[pattern], alpha, values[rows][:, pattern]
             )
     return residuals
+
+
+# ---------------------------------------------------------------------------------------------
+# Subset search: least squares on the honest model y = P / D, no locator polynomial
+
+
+def _hat_matrix(z: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Return the (m, m) least-squares projection onto y = P / D with deg P <= K - 1 at nodes z."""
+    basis = chebyshev.chebvander(z, alpha.size - 1) / denominator_values(alpha, z)[:, None]
+    q, _ = np.linalg.qr(basis)
+    return q @ q.T
+
+
+def _standardized_statistic(z, alpha, values: np.ndarray) -> np.ndarray:
+    """Return the relative standardized residual of the honest model on values (b, m, c), shape (b,).
+
+    With r the residual of the least-squares fit to all m results and h_ii the leverage of
+    worker i, r_i / sqrt(1 - h_ii) has the same variance at every worker when the honest error
+    has. The statistic is the largest root-mean-square of it over the classes among the
+    workers, divided by the root-mean-square of the values. With m <= K every fit is exact and
+    nothing can be checked, so the statistic is 0.
+    """
+    batch, m, _ = values.shape
+    if m <= alpha.size:
+        return np.zeros(batch)
+    hat = _hat_matrix(z, alpha)
+    residual = values - np.einsum("ij,bjc->bic", hat, values)
+    complement = 1.0 - np.diag(hat)
+    # A worker of leverage 1 is not predicted by the others at all; it cannot be checked.
+    checkable = complement > _EXACT_TOLERANCE
+    standardized = np.divide(
+        residual,
+        np.sqrt(np.maximum(complement, 0.0))[None, :, None],
+        out=np.zeros_like(residual),
+        where=checkable[None, :, None],
+    )
+    worst = np.sqrt(np.max(np.mean(standardized**2, axis=2), axis=1))
+    scale = np.sqrt(np.mean(values**2, axis=(1, 2)))
+    return np.divide(worst, scale, out=np.zeros(batch), where=scale > 0)
+
+
+def _search_subsets(z, alpha, values: np.ndarray, byzantine: int) -> list[np.ndarray]:
+    """Return the candidates (a list over e = 0..E of (b, e) positions into z) of the search.
+
+    For each e the candidate set is the one, among all sets of e results, whose removal leaves
+    the smallest residual sum of squares of the honest model, summed over the classes. The
+    deletion formula of least squares scores every set from one fit to all m results:
+
+        RSS without S = RSS - sum_c r_{S,c}^T (I - H_SS)^{-1} r_{S,c},
+
+    with r the residual of that fit and H its hat matrix. There are C(m, e) sets: about 10^4
+    for m = 40 and e = 3.
+    """
+    batch, m, classes = values.shape
+    hat = _hat_matrix(z, alpha)
+    residual = values - np.einsum("ij,bjc->bic", hat, values)  # (b, m, c)
+    complement = np.eye(m) - hat
+
+    candidates = [np.zeros((batch, 0), dtype=np.int64)]
+    for e in range(1, byzantine + 1):
+        size = min(e, m)
+        subsets = np.array(list(itertools.combinations(range(m), size)), dtype=np.int64)
+        subsets = subsets.reshape(-1, size)  # (s, size)
+        blocks = complement[subsets[:, :, None], subsets[:, None, :]]  # (s, size, size)
+        # Singular when the kept results number fewer than K; the pseudo-inverse then scores
+        # the removal by the part of the residual it can explain.
+        inverse = np.linalg.pinv(blocks, hermitian=True)
+
+        shortlist = min(_RESCORED_SUBSETS, len(subsets))
+        best = np.empty((batch, shortlist), dtype=np.int64)
+        step = max(1, _SEARCH_CHUNK_BYTES // (8 * subsets.size * classes))
+        for start in range(0, batch, step):
+            removed = residual[start : start + step][:, subsets, :]  # (b', s, size, c)
+            reduction = np.einsum("bsic,sij,bsjc->bs", removed, inverse, removed)
+            order = np.argpartition(-reduction, shortlist - 1, axis=1)
+            best[start : start + step] = order[:, :shortlist]
+
+        # The formula loses digits when the kept results barely outnumber K, because I - H_SS
+        # is then nearly singular: refit the shortlisted removals directly and keep the best.
+        kept_rss = _kept_sum_of_squares(z, alpha, values, subsets[best])  # (b, shortlist)
+        choice = np.argmin(kept_rss, axis=1)
+        candidates.append(subsets[best[np.arange(batch), choice]])
+    return candidates
+
+
+def _kept_sum_of_squares(z, alpha, values, removed: np.ndarray) -> np.ndarray:
+    """Return the residual sum of squares of the honest fit without each removed set.
+
+    removed has shape (b, t, e): t sets of e positions per batch entry; returns (b, t).
+    """
+    batch, m, classes = values.shape
+    _, sets, size = removed.shape
+    keep = np.ones((batch, sets, m), dtype=bool)
+    np.put_along_axis(keep, removed, False, axis=2)
+    kept = np.nonzero(keep)[2].reshape(batch, sets, m - size)  # (b, t, m - e) positions
+
+    basis = chebyshev.chebvander(z, alpha.size - 1) / denominator_values(alpha, z)[:, None]
+    q, _ = np.linalg.qr(basis[kept])  # (b, t, m - e, min(m - e, K))
+    kept_values = np.take_along_axis(values[:, None], kept[..., None], axis=2)  # (b, t, m-e, c)
+    fitted = q @ (np.swapaxes(q, -1, -2) @ kept_values)
+    return np.sum((kept_values - fitted) ** 2, axis=(2, 3))
 
 
 def _locate_shared(entry: Locator, z, alpha, values, byzantine):
@@ -520,21 +663,25 @@ def _median_residuals(values: np.ndarray, byzantine: int):
     return candidates, ranked[:, : byzantine + 1]
 
 
-def _estimate_errors(residuals: np.ndarray, tolerance: float, min_gap: float):
+def _estimate_errors(
+    residuals: np.ndarray, tolerance: float, min_gap: float | None
+):
     """Choose the error count per row of residuals (b, E + 1); return (counts, consistent).
 
     The smallest e whose residual is within the tolerance wins. Rows where none is fall back to
     the largest e at which removing the e-th suspect divided the residual by at least min_gap,
-    or to 0.
+    or to 0; with min_gap None they fall back to E, the most suspects allowed.
     """
     fits = residuals <= tolerance
     consistent = fits.any(axis=1)
     first_fit = np.argmax(fits, axis=1)
+    byzantine = residuals.shape[1] - 1
+    if min_gap is None:
+        return np.where(consistent, first_fit, byzantine), consistent
 
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = residuals[:, :-1] / residuals[:, 1:]  # (b, E): ratio for e = 1..E
     drops = ratios >= min_gap
-    byzantine = residuals.shape[1] - 1
     last_drop = np.where(drops.any(axis=1), byzantine - np.argmax(drops[:, ::-1], axis=1), 0)
     return np.where(consistent, first_fit, last_drop), consistent
 
@@ -615,13 +762,16 @@ def locate(
         A name in `LOCATORS`.
     tolerance : float, optional
         Fit residual within which the kept results count as honest. For the code-based
-        locators it is relative (residual over the norm of the data); the default, about
-        2.3e-10, suits exact data, and approximate data such as real model outputs needs a
-        threshold above its own interpolation error. For "median" it is a score in median
-        absolute deviations, by default 10.
+        locators it is relative (residual over the norm of the data). The default, about
+        2.3e-10, suits exact data. Approximate data such as real model outputs needs a
+        threshold above its own interpolation error, which `calibrate_tolerance` measures on
+        clean outputs. For "subset-search" it bounds the largest standardized residual r_i /
+        sqrt(1 - h_ii) of a least-squares fit, relative to the root-mean-square of the results
+        (same default). For "median" it is a score in median absolute deviations, by default 10.
     min_gap : float, > 1
         Fallback for groups that never fit within the tolerance: the error count is the largest
         e at which removing the e-th suspect divided the residual by at least `min_gap`.
+        "subset-search" ignores it and falls back to E suspects.
 
     Returns
     -------
@@ -648,7 +798,8 @@ def locate(
     if not (isinstance(min_gap, (int, float)) and min_gap > 1):
         raise ValueError(f"min_gap must be a number greater than 1, got min_gap={min_gap!r}")
     if tolerance is None:
-        tolerance = _MEDIAN_TOLERANCE if entry.system is None else _EXACT_TOLERANCE
+        median = entry.system is None and not entry.search
+        tolerance = _MEDIAN_TOLERANCE if median else _EXACT_TOLERANCE
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be non-negative, got tolerance={tolerance!r}")
 
@@ -673,7 +824,12 @@ def locate(
     for pattern, rows in _rows_by_pattern(available):
         workers = np.flatnonzero(pattern)
         values = y[rows][:, workers]  # (b, m, C)
-        if entry.system is None:
+        if entry.search:
+            candidates = _search_subsets(beta[workers], alpha, values, byzantine)
+            pattern_residuals = _residuals_without(
+                entry, beta[workers], alpha, values, candidates
+            )
+        elif entry.system is None:
             candidates, pattern_residuals = _median_residuals(values, byzantine)
         elif entry.joint:
             candidates, pattern_residuals = _locate_shared(
@@ -683,7 +839,10 @@ def locate(
             candidates, pattern_residuals = _locate_by_vote(
                 entry, beta[workers], alpha, values, byzantine, tolerance, min_gap
             )
-        counts, fits = _estimate_errors(pattern_residuals, tolerance, min_gap)
+        # The subset search compares every set, so a group that never fits within the
+        # tolerance has more wrong results than e < E explains: drop the E best suspects.
+        fallback_gap = None if entry.search else min_gap
+        counts, fits = _estimate_errors(pattern_residuals, tolerance, fallback_gap)
 
         residuals[rows] = pattern_residuals
         estimated[rows] = counts
@@ -696,3 +855,72 @@ def locate(
     for group, workers in enumerate(suspected):
         trusted[group, list(workers)] = False
     return LocateResult(tuple(suspected), estimated, consistent, residuals, trusted)
+
+
+def calibrate_tolerance(
+    code,
+    clean_outputs: np.ndarray,
+    locator: str | Locator = "subset-search",
+    *,
+    byzantine: int = 0,
+    available: np.ndarray | None = None,
+    quantile: float = 0.99,
+    rng: int | np.random.Generator | None = None,
+) -> float:
+    """Measure a locator's honest fit statistic on clean outputs and return its quantile.
+
+    Pass the result as `tolerance` to `locate` (or as `locator_tolerance` to the session) for
+    the same model, code and locator. Outputs of a real model are not exact rationals, so the
+    exact default tolerance counts every group as inconsistent.
+
+    Parameters
+    ----------
+    code : BerrutCode or tuple (alpha, beta)
+        The code of the outputs.
+    clean_outputs : array_like of float, shape (G, N, C) or (G, N)
+        Model outputs on coded queries with no wrong result, from data held out from the data
+        to be served (their statistic would otherwise set its own threshold).
+    locator : str or Locator
+        A name in `LOCATORS`.
+    byzantine : int, >= 0
+        Random available workers removed per group before measuring. Under attack the locator
+        judges the fit after removing its suspects, which leaves fewer results and a larger
+        statistic. Removing E random honest results reproduces that, so the tolerance errs
+        towards keeping honest workers.
+    available : array_like of bool, shape (N,) or (G, N), optional
+        Workers whose results count; all by default.
+    quantile : float in (0, 1]
+        Quantile of the per-group statistic to return. The share of clean groups above it is
+        about 1 - quantile: those groups lose honest workers when `locate` runs with E > 0.
+    rng : int or Generator, optional
+        Source of the removed workers.
+
+    Returns
+    -------
+    float
+        The tolerance, in the units of `LocateResult.residuals`.
+    """
+    entry = _get_locator(locator)
+    alpha, beta = _nodes_of(code)
+    byzantine = _check_count("byzantine", byzantine, 0)
+    if available is None:
+        available = np.ones(beta.size, dtype=bool)
+    y, available = _check_results(clean_outputs, available, beta.size)
+    if not (isinstance(quantile, (int, float)) and 0 < quantile <= 1):
+        raise ValueError(f"quantile must be a number in (0, 1], got quantile={quantile!r}")
+    rng = np.random.default_rng(rng)
+
+    kept = available.copy()
+    for group in range(y.shape[0]):
+        workers = np.flatnonzero(kept[group])
+        if workers.size <= byzantine:
+            raise ValueError(
+                f"group {group} has {workers.size} available results, too few to remove "
+                f"byzantine={byzantine} of them; lower byzantine or mark more results available"
+            )
+        kept[group, rng.choice(workers, byzantine, replace=False)] = False
+
+    statistic = np.empty(y.shape[0])
+    for pattern, rows in _rows_by_pattern(kept):
+        statistic[rows] = _honest_statistic(entry, beta[pattern], alpha, y[rows][:, pattern])
+    return float(np.quantile(statistic, quantile))

@@ -4,6 +4,7 @@ Exact data comes from an affine "model" f(x) = x W + b applied to Berrut-coded q
 every output class is exactly the Berrut rational P(z) / D(z) that the locators assume.
 """
 
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from approxifer_onnx.coding import BerrutCode
 from approxifer_onnx.coding.locators import (
     LOCATORS,
+    calibrate_tolerance,
     check_num_workers,
     denominator_values,
     locate,
@@ -19,7 +21,10 @@ from approxifer_onnx.coding.locators import (
     required_workers,
 )
 
-CODE_LOCATORS = ["welch", "berrut-rational", "reed-solomon", "joint"]
+CODE_LOCATORS = ["welch", "berrut-rational", "reed-solomon", "joint", "subset-search"]
+# Locators whose threshold random corruption already reaches: below it they fail only against
+# wrong results built to fit another rational (see the subset-search tests).
+POLYNOMIAL_LOCATORS = CODE_LOCATORS[:-1]
 
 # (K, E, S, node family, classes C): K = 8 and 12 with E = 1..3 as in the ApproxIFER
 # Byzantine experiments, a few stragglers, every node family, one single-output case, a small K.
@@ -110,6 +115,7 @@ def exact_denominator(z, alpha):
         ("berrut-rational", 8 + 2 * 3 + 1),
         ("reed-solomon", 8 + 2 * 3),
         ("joint", 8 + 3 + 1),  # ceil(E / C) = ceil(3 / 10)
+        ("subset-search", 8 + 2 * 3),
         ("median", 8 + 3),
     ],
 )
@@ -223,7 +229,7 @@ def test_finds_every_wrong_worker_at_threshold(locator, k, byzantine, stragglers
         assert result.consistent.all()
 
 
-@pytest.mark.parametrize("locator", CODE_LOCATORS)
+@pytest.mark.parametrize("locator", POLYNOMIAL_LOCATORS)
 @pytest.mark.parametrize(("k", "byzantine", "stragglers", "family", "classes"), SETTINGS)
 def test_fails_one_result_below_threshold(locator, k, byzantine, stragglers, family, classes):
     code = code_for(locator, k, byzantine, stragglers, family, classes, missing=1)
@@ -423,3 +429,154 @@ def test_median_misses_small_corruption():
 
     assert median.suspected == ((),) * 10
     assert joint.suspected == ((5,),) * 10
+
+
+# --- subset search and calibration -----------------------------------------------------------
+
+
+def forged_results(code, groups, classes, byzantine, rng):
+    """Return exact results whose E wrong ones fit another rational, and the wrong workers.
+
+    The forged rational agrees with the honest one at the K - 1 first workers after the wrong
+    ones, so with K + 2E - 1 results removing E other honest workers leaves a perfect fit too.
+    """
+    y = affine_results(code, groups, classes, rng)
+    products = y * denominator_values(code.alpha, code.beta)[None, :, None]
+    wrong = np.arange(byzantine)
+    agree = np.arange(byzantine, byzantine + code.k - 1)
+    anchor = byzantine + code.k - 1  # the honest worker the forged rational moves
+    for group in range(groups):
+        for c in range(classes):
+            honest = np.polynomial.chebyshev.Chebyshev.fit(code.beta, products[group, :, c], code.k - 1)
+            points = np.append(code.beta[agree], code.beta[anchor])
+            values = np.append(honest(code.beta[agree]), honest(code.beta[anchor]) + 1.0)
+            forged = np.polynomial.chebyshev.Chebyshev.fit(points, values, code.k - 1)
+            y[group, wrong, c] = forged(code.beta[wrong]) / denominator_values(
+                code.alpha, code.beta[wrong]
+            )
+    return y, tuple(int(worker) for worker in wrong)
+
+
+def fits_exactly(code, y, removed):
+    """True when y * D without the removed workers is a polynomial of degree K - 1."""
+    keep = np.setdiff1d(np.arange(code.num_workers), removed)
+    products = y[keep] * denominator_values(code.alpha, code.beta[keep])[:, None]
+    fit = np.polynomial.chebyshev.chebfit(code.beta[keep], products, code.k - 1)
+    error = np.polynomial.chebyshev.chebval(code.beta[keep], fit).T - products
+    return np.max(np.abs(error)) < 1e-8 * np.max(np.abs(products))
+
+
+@pytest.mark.parametrize(("k", "byzantine"), [(8, 1), (8, 2), (12, 3)])
+def test_subset_search_threshold_against_forged_results(k, byzantine):
+    # With K + 2E results the forged ones are found. With one fewer, removing E honest
+    # workers instead leaves an exact fit too: the same results could come from honest
+    # workers on the forged rational, so no locator can tell which E workers lied.
+    rng = np.random.default_rng(k + byzantine)
+    for missing in (0, 1):
+        code = BerrutCode(k, 0, num_workers=k + 2 * byzantine - missing)
+        y, wrong = forged_results(code, 10, 3, byzantine, rng)
+        decoy = tuple(range(byzantine + k - 1, code.num_workers))  # the moved honest workers
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = locate(code, y, np.ones(code.num_workers, bool), byzantine, "subset-search")
+
+        assert fits_exactly(code, y[0], wrong)
+        if missing:
+            assert len(decoy) == byzantine
+            assert fits_exactly(code, y[0], decoy)
+        else:
+            assert not fits_exactly(code, y[0], decoy[:byzantine])
+            assert result.suspected == (wrong,) * 10
+
+
+@pytest.mark.parametrize(("k", "byzantine"), [(8, 2), (8, 3), (12, 3)])
+def test_subset_search_random_corruption_count(k, byzantine):
+    # Random wrong results fit no rational of degree K - 1 together with honest ones, so
+    # K + E + 1 results locate them. With K + E, every removal of E results leaves an exact fit.
+    rng = np.random.default_rng(k * byzantine)
+    found = {}
+    for num_workers in (k + byzantine + 1, k + byzantine):
+        code = BerrutCode(k, 0, num_workers=num_workers)
+        y, _, truth = draw_trials(code, 20, 10, 0, byzantine, rng, EVERY_CLASS_ATTACKS)
+        with pytest.warns(UserWarning, match="needs K\\+2\\*E"):
+            result = locate(code, y, np.ones(num_workers, bool), byzantine, "subset-search")
+        found[num_workers] = np.mean([a == b for a, b in zip(result.suspected, truth)])
+    assert found[k + byzantine + 1] == 1.0
+    assert found[k + byzantine] < 0.6
+
+
+def test_subset_search_falls_back_to_byzantine_count():
+    # Two wrong results but E = 1: no removal fits, so the best single suspect is dropped.
+    code = code_for("subset-search", 8, 1, 0, "second-kind-open", 10)
+    rng = np.random.default_rng(12)
+    y = affine_results(code, 6, 10, rng)
+    y[:, [2, 9]] += 10 * rng.normal(size=(6, 2, 10))
+
+    result = locate(code, y, np.ones(code.num_workers, bool), 1, "subset-search")
+
+    assert not result.consistent.any()
+    np.testing.assert_array_equal(result.estimated_errors, 1)
+
+
+@pytest.mark.parametrize("locator", ["subset-search", "reed-solomon", "median"])
+def test_calibrated_tolerance_keeps_honest_workers(locator):
+    # Approximate data: honest results carry noise that the exact default tolerance rejects.
+    code = BerrutCode(8, 0, num_workers=20)
+    rng = np.random.default_rng(13)
+    clean = affine_results(code, 200, 10, rng) + 1e-2 * rng.normal(size=(200, 20, 10))
+    served = affine_results(code, 100, 10, rng) + 1e-2 * rng.normal(size=(100, 20, 10))
+    available = np.ones(20, bool)
+
+    tolerance = calibrate_tolerance(code, clean, locator, byzantine=2, quantile=1.0, rng=0)
+    calibrated = locate(code, served, available, 2, locator, tolerance=tolerance)
+    exact = locate(code, served, available, 2, locator)
+
+    assert tolerance > 0
+    assert np.mean(calibrated.estimated_errors == 0) >= 0.95
+    if locator == "subset-search":
+        assert (exact.estimated_errors > 0).all()
+
+
+def test_calibrated_subset_search_finds_noisy_wrong_workers():
+    code = BerrutCode(8, 0, num_workers=20)
+    rng = np.random.default_rng(14)
+    clean = affine_results(code, 200, 10, rng) + 1e-2 * rng.normal(size=(200, 20, 10))
+    tolerance = calibrate_tolerance(code, clean, byzantine=2, quantile=0.99, rng=1)
+    y = affine_results(code, 100, 10, rng) + 1e-2 * rng.normal(size=(100, 20, 10))
+    truth = []
+    for group in range(100):
+        wrong = rng.choice(20, 2, replace=False)
+        y[group, wrong] += rng.normal(size=(2, 10))
+        truth.append(tuple(sorted(int(worker) for worker in wrong)))
+
+    result = locate(code, y, np.ones(20, bool), 2, "subset-search", tolerance=tolerance)
+
+    assert list(result.suspected) == truth
+
+
+def test_calibrate_tolerance_quantile_orders():
+    code = BerrutCode(6, 0, num_workers=14)
+    rng = np.random.default_rng(15)
+    clean = affine_results(code, 50, 4, rng) + 1e-3 * rng.normal(size=(50, 14, 4))
+
+    low = calibrate_tolerance(code, clean, quantile=0.5, rng=0)
+    high = calibrate_tolerance(code, clean, quantile=1.0, rng=0)
+    exact = calibrate_tolerance(code, affine_results(code, 50, 4, rng), quantile=1.0)
+
+    assert 0 < low < high
+    assert exact < 1e-10
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"quantile": 0.0}, ValueError, r"quantile must be a number in \(0, 1\], got quantile=0.0"),
+        ({"byzantine": 5}, ValueError, r"group 0 has 5 available results, too few to remove"),
+        ({"byzantine": 1.5}, TypeError, r"byzantine must be an int"),
+        ({"locator": "vote"}, ValueError, r"unknown locator 'vote'"),
+    ],
+)
+def test_calibrate_tolerance_rejects_invalid_arguments(arguments, error, message):
+    code = BerrutCode(3, 0, num_workers=5)
+    with pytest.raises(error, match=message):
+        calibrate_tolerance(code, np.zeros((2, 5, 3)), **arguments)

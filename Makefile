@@ -20,7 +20,7 @@ $(VENV)/.core-installed: pyproject.toml | $(BIN)/python
 
 # Everything the tests use. torch 2.14.1 and torchvision 0.29.1 are pinned in the zoo extra.
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,zoo,serve,plot]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,zoo,serve,ray,plot]'
 	touch $@ $(VENV)/.core-installed
 
 install: $(VENV)/.core-installed

@@ -9,8 +9,10 @@ adds the Laplace mechanism of `approxifer_onnx.privacy`:
 - placement "queries": each coded query is clipped to --input-range and noised before the model
   runs on it, so one released vector has L1 sensitivity d * (high - low) for d input values.
 
-Every epsilon of a pass reuses the same groups and the same stragglers, so differences between
-rows come from the noise alone. Writes JSON, CSV and Markdown tables and a PNG plot.
+Rows with epsilon None clip without adding noise, which separates the cost of clipping from the
+cost of noise. Every row of a pass reuses the same groups and the same stragglers, so differences
+between rows come from clipping and noise alone. Writes JSON, CSV and Markdown tables and a PNG
+plot.
 
     python benchmarks/privacy_epsilon.py --model PATH --data /usr/share/datasets/fashion-mnist
 """
@@ -146,8 +148,9 @@ def main(argv=None) -> int:
     code = BerrutCode(args.k, args.stragglers, nodes=args.nodes)
     num_classes = base.shape[1]
     query_size = int(np.prod(inputs.shape[1:]))
+    # ("none", None) is plain coded inference; (placement, None) clips without noise
     settings = [("none", None)] + [(placement, epsilon) for placement in args.placements
-                                   for epsilon in args.epsilons]
+                                   for epsilon in [None, *args.epsilons]]
     correct = dict.fromkeys(settings, 0)
     agree = dict.fromkeys(settings, 0)
     clipped_logits = clipped_query_values = 0
@@ -167,9 +170,13 @@ def main(argv=None) -> int:
             placement, epsilon = setting
             if placement == "none":
                 outputs = clean
+            elif placement == "outputs" and epsilon is None:
+                outputs = np.clip(clean, low, high)
             elif placement == "outputs":
                 mechanism = LaplaceMechanism(epsilon=epsilon, lower=low, upper=high, rng=noise_rng)
                 outputs = apply_to_outputs(clean, mechanism)
+            elif epsilon is None:
+                outputs = run_coded(model, np.clip(coded, *args.input_range), args.batch_size)
             else:
                 lower, upper = args.input_range
                 mechanism = LaplaceMechanism(epsilon=epsilon, lower=lower, upper=upper, rng=noise_rng)
@@ -182,7 +189,7 @@ def main(argv=None) -> int:
 
     rows = []
     for placement, epsilon in settings:
-        if placement == "none":
+        if epsilon is None:
             scale = None
         else:
             lower, upper = args.logit_bounds if placement == "outputs" else args.input_range
@@ -244,7 +251,10 @@ def write_outputs(folder: Path, name: str, report: dict) -> None:
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
-        epsilon = "no noise" if row["epsilon"] is None else f"{row['epsilon']:g}"
+        if row["epsilon"] is not None:
+            epsilon = f"{row['epsilon']:g}"
+        else:
+            epsilon = "no noise" if row["placement"] == "none" else "clipping only"
         per_query = "-" if row["epsilon_per_query_all_workers"] is None else f"{row['epsilon_per_query_all_workers']:g}"
         scale = "-" if row["noise_scale_per_value"] is None else f"{row['noise_scale_per_value']:.3g}"
         lines.append(f"| {row['placement']} | {epsilon} | {per_query} | {scale} | "
@@ -257,11 +267,15 @@ def write_outputs(folder: Path, name: str, report: dict) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for placement, marker in (("outputs", "o"), ("queries", "s")):
-        chosen = [row for row in rows if row["placement"] == placement]
+    for placement, marker, color in (("outputs", "o", "tab:blue"), ("queries", "s", "tab:orange")):
+        chosen = [row for row in rows if row["placement"] == placement and row["epsilon"] is not None]
         if chosen:
             axes.plot([row["epsilon"] for row in chosen], [row["accuracy_coded"] for row in chosen],
-                      marker=marker, label=f"noise on {placement}")
+                      marker=marker, color=color, label=f"noise on {placement}")
+        clipped = [row for row in rows if row["placement"] == placement and row["epsilon"] is None]
+        for row in clipped:
+            axes.axhline(row["accuracy_coded"], color=color, linestyle=(0, (1, 3)), linewidth=1,
+                         label=f"{placement} clipped, no noise")
     clean = next(row for row in rows if row["placement"] == "none")
     axes.axhline(clean["accuracy_coded"], color="black", linestyle="--", label="coded, no noise")
     axes.axhline(report["accuracy_centralized"], color="gray", linestyle=":", label="centralized, no noise")

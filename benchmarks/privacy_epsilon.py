@@ -35,7 +35,13 @@ from approxifer_onnx.coding import DEFAULT_NODE_FAMILY, NODE_FAMILIES, BerrutCod
 from approxifer_onnx.data import load_dataset
 from approxifer_onnx.evaluation import draw_available, predict_in_batches
 from approxifer_onnx.model import OnnxModel
-from approxifer_onnx.privacy import PRIVACY_PLACEMENTS, LaplaceMechanism, apply_to_outputs, apply_to_queries
+from approxifer_onnx.privacy import (
+    PRIVACY_PLACEMENTS,
+    LaplaceMechanism,
+    apply_to_outputs,
+    apply_to_queries,
+    check_bounds,
+)
 
 DEFAULT_EPSILONS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
@@ -55,7 +61,10 @@ def parse_pair(text: str) -> tuple[float, float]:
     parts = text.split(",")
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"expected LOW,HIGH such as -10,10, got {text!r}")
-    return float(parts[0]), float(parts[1])
+    try:
+        return check_bounds(float(parts[0]), float(parts[1]))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def parse_args(argv=None) -> argparse.Namespace:

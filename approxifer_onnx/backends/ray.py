@@ -203,12 +203,16 @@ class RayBackend:
         ray = import_ray()
         self._ray = ray
         self._started_ray = False
-        if not ray.is_initialized():
-            if address is None:
-                start_local_ray()
-            else:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
-                logger.info("joined the Ray cluster at %s", address)
+        if ray.is_initialized():
+            if address is not None:
+                logger.warning("Ray is already initialized in this process, so address=%s is ignored", address)
+        elif address is None:
+            start_local_ray()
+            self._started_ray = True
+        else:
+            # NOTE: joining a cluster started with `ray start --head` is not covered by the tests.
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            logger.info("joined the Ray cluster at %s", address)
             self._started_ray = True
 
         model_bytes, model_providers = _model_bytes(model)

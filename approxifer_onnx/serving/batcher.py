@@ -205,7 +205,7 @@ class RequestBatcher:
         ShuttingDownError
             When the batcher is closing or not started.
         RequestTimeoutError
-            When the answer is not ready within `timeout`.
+            When the response is not ready within `timeout`.
         WorkerPoolError
             When the coded call failed.
         """
@@ -231,9 +231,9 @@ class RequestBatcher:
     async def close(self, timeout: float) -> None:
         """Stop accepting requests, complete the queued ones, and fail what is left after `timeout`.
 
-        Queued inputs are sent at once, without waiting for their groups to fill. Requests still
-        without a response after `timeout` seconds fail with `ShuttingDownError`. Calling it again waits
-        for the first call to finish.
+        Queued inputs are sent at once, without waiting for their groups to fill. Requests
+        without a response after `timeout` seconds fail with `ShuttingDownError`. Calling it
+        again waits for the first call to finish.
         """
         if self._dispatcher is None:
             return
@@ -269,9 +269,7 @@ class RequestBatcher:
     async def _wait_for_batch(self) -> None:
         """Return once a call should be sent: K inputs queued, the delay passed, or closing."""
         while True:
-            if self._queued_rows >= self.session.k or (self._closing and self._queued_rows) or (
-                self._closing and not self._queue
-            ):
+            if self._closing or self._queued_rows >= self.session.k:
                 return
             self._arrived.clear()
             if not self._queue:
@@ -310,6 +308,8 @@ class RequestBatcher:
         self._in_flight = slices
         try:
             outputs, report = await loop.run_in_executor(self._executor, self._run_session, inputs)
+            self._notify_batch(report, time.monotonic() - started)
+            self._deliver(batch_id, slices, outputs, report)
         except Exception as error:  # any failure of the call fails its requests, never the loop
             seconds = time.monotonic() - started
             logger.warning("batch %d of %d inputs failed after %.3f s: %s", batch_id, len(inputs), seconds, error)
@@ -318,12 +318,8 @@ class RequestBatcher:
                 if not piece.request.future.done():
                     piece.request.future.set_exception(failure)
             self._notify_batch(None, seconds)
-            return
         finally:
             self._in_flight = []
-
-        self._notify_batch(report, time.monotonic() - started)
-        self._deliver(batch_id, slices, outputs, report)
 
     def _run_session(self, inputs: np.ndarray) -> tuple[list[np.ndarray], RunReport]:
         # Runs in the batcher's single worker thread, so last_run belongs to this call.

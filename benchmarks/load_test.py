@@ -32,6 +32,7 @@ import multiprocessing
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -46,6 +47,9 @@ from approxifer_onnx.session import CodedInferenceSession
 
 BACKENDS = ("local", "ray")
 
+# The --model value that builds a seeded MLP with random weights, for runs without a trained model.
+STAND_IN = "stand-in"
+
 # Relative and absolute tolerance between a served response (float32 on the wire) and its offline
 # recomputation in float64. A mixed-up response differs by the distance between two inputs' logits.
 MATCH_TOLERANCE = 1e-4
@@ -54,7 +58,8 @@ MATCH_TOLERANCE = 1e-4
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=_default_model(),
-                        help="ONNX classifier [default: the first examples/fashion_mnist_*.onnx]")
+                        help="ONNX classifier, or 'stand-in' for a seeded MLP with random weights for "
+                             "the data's input shape [default: the first examples/fashion_mnist_*.onnx]")
     parser.add_argument("--data", type=Path, default=Path("examples/fashion_mnist_test_2000.npz"),
                         help="inputs, any format load_dataset reads")
     parser.add_argument("--backend", dest="backends", action="append", choices=BACKENDS,
@@ -73,9 +78,11 @@ def parse_args(argv=None):
     parser.add_argument("--max-queue-delay", type=float, default=0.005, help="seconds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the faults and the request order")
     parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--note", default=None, help="text added to the results, such as the machine's other load")
     args = parser.parse_args(argv)
-    if args.model is None or not args.model.exists():
-        parser.error(f"--model {args.model} does not exist; train the example model or pass --model PATH")
+    if args.model is None or (str(args.model) != STAND_IN and not args.model.exists()):
+        parser.error(f"--model {args.model} does not exist; train the example model, pass --model PATH "
+                     f"or --model {STAND_IN}")
     args.backends = args.backends or list(BACKENDS)
     return args
 
@@ -296,7 +303,8 @@ def _percentile(values, q):
 def write_results(args, summaries, output_dir):
     output_dir.mkdir(parents=True, exist_ok=True)
     document = {
-        "model": str(args.model),
+        "model": f"{STAND_IN}: seeded MLP with random weights (seed {args.seed})" if str(args.model) == STAND_IN
+        else str(args.model),
         "data": str(args.data),
         "requests": args.requests,
         "clients": args.clients,
@@ -308,6 +316,7 @@ def write_results(args, summaries, output_dir):
         "max_queue_delay_s": args.max_queue_delay,
         "seed": args.seed,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "note": args.note,
         "results": summaries,
     }
     (output_dir / "load_test.json").write_text(json.dumps(document, indent=2) + "\n")
@@ -316,11 +325,12 @@ def write_results(args, summaries, output_dir):
         "# Serving load test",
         "",
         f"Written by `benchmarks/load_test.py` on {platform.platform()} with {os.cpu_count()} CPUs.",
-        f"Model `{args.model}`, data `{args.data}`; {args.requests} single-input requests per backend from "
+        f"Model `{document['model']}`, data `{args.data}`; {args.requests} single-input requests per backend from "
         f"{args.clients} concurrent clients on 127.0.0.1, time cap {args.time_cap:g} s.",
         f"Code K={args.k}, S={args.stragglers}, N={document['num_workers']}, wait first-k; injected faults "
         f"`{args.faults}`; worker {args.kill_worker} killed once half of the requests were answered; "
         f"seed {args.seed}.",
+        *([f"Note: {args.note}"] if args.note else []),
         "",
         "| backend | answered | lost | mismatched | approximate | p50 ms | p99 ms | max ms | req/s | "
         "late + failed worker results | killed after |",
@@ -338,13 +348,54 @@ def write_results(args, summaries, output_dir):
     (output_dir / "load_test.md").write_text("\n".join(lines) + "\n")
 
 
+def write_stand_in_model(path, query_shape, num_classes=10, hidden=64, seed=0):
+    """Write an MLP classifier with seeded random weights: Flatten, Gemm, Relu, Gemm.
+
+    Its predictions are meaningless, but its cost and its outputs are deterministic, which is all
+    the lost and mismatch checks and the latency need.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    features = int(np.prod(query_shape))
+    weights = {
+        "weight1": rng.normal(scale=features**-0.5, size=(features, hidden)).astype(np.float32),
+        "bias1": np.zeros(hidden, dtype=np.float32),
+        "weight2": rng.normal(scale=hidden**-0.5, size=(hidden, num_classes)).astype(np.float32),
+        "bias2": np.zeros(num_classes, dtype=np.float32),
+    }
+    nodes = [
+        helper.make_node("Flatten", ["x"], ["features"], axis=1),
+        helper.make_node("Gemm", ["features", "weight1", "bias1"], ["hidden_linear"]),
+        helper.make_node("Relu", ["hidden_linear"], ["hidden"]),
+        helper.make_node("Gemm", ["hidden", "weight2", "bias2"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "stand_in_mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *query_shape])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", num_classes])],
+        [numpy_helper.from_array(value, name) for name, value in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    onnx.save(model, path)
+    return Path(path)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    model = OnnxModel(args.model)
     dataset = load_dataset(args.data)
     inputs = np.ascontiguousarray(dataset.inputs, dtype=np.float32)
-    summaries = [run_backend(name, args, model, inputs, dataset.labels) for name in args.backends]
+    with tempfile.TemporaryDirectory() as scratch:
+        if str(args.model) == STAND_IN:
+            # Rebuilt from the seed on every run, so it is not kept with the results.
+            path = write_stand_in_model(Path(scratch) / "stand_in.onnx", inputs.shape[1:], seed=args.seed)
+        else:
+            path = args.model
+        model = OnnxModel(path)
+        summaries = [run_backend(name, args, model, inputs, dataset.labels) for name in args.backends]
     write_results(args, summaries, args.output_dir)
+
     failed = [s["backend"] for s in summaries if s["lost_requests"] or s["mismatched_responses"]]
     if failed:
         print(f"lost or mismatched responses on: {', '.join(failed)}", file=sys.stderr)

@@ -3,13 +3,13 @@
 For each backend (local threads, Ray actors) the program serves the model on 127.0.0.1 in this
 process, drives it from a separate client process with ``--clients`` concurrent connections
 until ``--requests`` single-input requests are completed or ``--time-cap`` seconds pass, and kills
-one worker once half of the requests are answered. Then it checks every response:
+one worker once half of the requests are completed. Then it checks every response:
 
-- lost: requests sent without an HTTP 200 answer (errors, timeouts, dropped connections);
-- mismatched: answers that differ from an offline recomputation of their coded call. Each
+- lost: requests sent without an HTTP 200 response (errors, timeouts, dropped connections);
+- mismatched: responses that differ from an offline recomputation of their coded call. Each
   response names its call (``batch_ids``) and its row in it (``batch_offsets``); the program
   rebuilds each call from the inputs that the clients sent, encodes it, runs the model on the
-  coded queries of the workers that answered, decodes, and compares row by row. An answer sent
+  coded queries of the workers that answered, decodes, and compares row by row. A response sent
   to the wrong request, or decoded from the wrong inputs, fails this check.
 
 A killed local worker cannot be stopped from outside its thread, so from the kill on it fails
@@ -254,7 +254,7 @@ def summarize(backend_name, args, session, records, inputs, labels, wall, killed
 
 
 def verify_answers(session, answered, inputs):
-    """Recompute every coded call offline; return (mismatched answers, answers not verifiable)."""
+    """Recompute every coded call offline; return (mismatched responses, responses not verifiable)."""
     calls = defaultdict(list)
     for record in answered:
         parameters = record["document"]["parameters"]
@@ -265,7 +265,7 @@ def verify_answers(session, answered, inputs):
         members.sort(key=lambda member: member[0])
         offsets = [offset for offset, _ in members]
         if offsets != list(range(len(members))):
-            unverified += len(members)  # a request of this call has no answer, so it cannot be rebuilt
+            unverified += len(members)  # a request of this call has no response, so the call cannot be rebuilt
             continue
         workers = [int(worker) for worker in members[0][1]["document"]["parameters"]["workers_answered"].split(",")]
         images = [record["image"] for _, record in members]

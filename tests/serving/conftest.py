@@ -16,10 +16,6 @@ pytest.importorskip("uvicorn", reason="the serving tests need the serve extra")
 EXACT_CODE = {"k": 4, "stragglers": 0, "num_workers": 8, "nodes": "second-kind-open", "wait": "deadline"}
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "ray: needs ray (the ray extra) and starts a local Ray")
-
-
 def make_queries(count, seed=0):
     """Return `count` float32 queries of shape QUERY_SHAPE."""
     return np.random.default_rng(seed).normal(size=(count, *QUERY_SHAPE)).astype(np.float32)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .coding import DEFAULT_NODE_FAMILY, BerrutCode
 from .coding.decoders import decode_with, parse_decoder
-from .coding.node_shift import make_code
+from .coding.node_shift import make_code, parse_node_shift
 from .model import OnnxModel
 from .report import group_bootstrap_interval, wilson_interval
 from .session import DECODE_SPACES, softmax
@@ -445,7 +445,7 @@ def evaluate_grid(
 
     The model runs once on the plain inputs and once per (setting, node family, pass) on the
     coded queries. Wait policies, decode spaces and decoders reuse those outputs. Every decode
-    space and decoder of one (setting, node family, wait policy) sees the same straggler draws,
+    space and decoder of one (setting, node family, wait policy) uses the same straggler draws,
     so their accuracies compare pairwise.
 
     Parameters
@@ -455,7 +455,7 @@ def evaluate_grid(
     labels : ndarray of int, shape (B,)
     settings : list of GridSetting
     nodes : list of str
-        Node families, "shift:s" specifications, or "fit": the shift fitted per setting on
+        Node families, "shift:s" or "systematic" specifications (see `make_code`), or "fit": the shift fitted per setting on
         `calibration_inputs` by `approxifer_onnx.calibration.fit_node_shift`, with the first
         wait policy, decode space and decoder. Its rows have nodes "fitted shift:s".
     waits : list of str
@@ -483,7 +483,7 @@ def evaluate_grid(
         raise ValueError("nodes='fit' needs calibration_inputs to fit the node shift on")
     for family in nodes:
         if family != "fit":
-            make_code(1, 0, nodes=family)  # rejects an invalid specification before any run
+            parse_node_shift(family)  # rejects an invalid specification before any run
     rng = np.random.default_rng(rng)
     base_outputs = predict_in_batches(
         model, inputs, batch_size=batch_size, progress=progress, description="base model"

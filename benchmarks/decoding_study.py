@@ -1,10 +1,11 @@
-"""Which decoding choices beat the ApproxIFER paper without retraining the model.
+"""Measure decoding choices that could beat ApproxIFER's published accuracy without retraining.
 
 Runs `approxifer-onnx evaluate` on one model in three parts, each a separate report under
 --output-dir, then writes a summary table per part:
 
-- ``nodes``: every worker node family and the shift fitted on unlabeled calibration inputs,
-  under the paper's worst case (N = K + S, exactly S random stragglers per group);
+- ``nodes``: every worker node family, the shift fitted on unlabeled calibration inputs and
+  the systematic placement, under the paper's worst case (N = K + S, exactly S random
+  stragglers per group);
 - ``decoders``: Berrut against Floater-Hormann of orders 1 to 3, logits against
   probabilities, on the paper's five (K, S) settings;
 - ``waiting``: more workers than K + S, decoding from K results ("first-k"), from all but S
@@ -25,18 +26,23 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from approxifer_onnx.coding import NODE_FAMILIES
+
 DECODE_OPTIONS = ["--decode", "logits", "--decode", "probabilities"]
 DECODER_OPTIONS = ["--decoder", "berrut", "--decoder", "floater-hormann:1",
                    "--decoder", "floater-hormann:2", "--decoder", "floater-hormann:3"]
 
-#: Each part: (name, evaluate options). The best node family of the "nodes" part is used by
-#: the later parts through the NODES placeholder.
+#: Each part: (name, evaluate options). The best named node family of the "nodes" part is
+#: used by the later parts through the NODES placeholder; systematic nodes run beside it.
 PARTS = [
     ("nodes", ["--grid", "8:1,12:1,8:3", "--nodes", "all", "--nodes", "fit",
+               "--nodes", "systematic",
                *DECODE_OPTIONS, "--decoder", "berrut", "--decoder", "floater-hormann:1"]),
     ("decoders", ["--grid", "8:1,10:1,12:1,8:2,8:3", "--nodes", "NODES",
+                  "--nodes", "systematic",
                   *DECODE_OPTIONS, *DECODER_OPTIONS]),
-    ("waiting", ["--grid", "8:1:10,8:1:12,8:1:16,8:3:16", "--nodes", "NODES",
+    ("waiting", ["--grid", "8:1:10,8:1:12,8:1:15,8:3:15", "--nodes", "NODES",
+                 "--nodes", "systematic",
                  "--wait", "first-k", "--wait", "all-but-s", "--wait", "deadline:0.05",
                  *DECODE_OPTIONS, "--decoder", "berrut", "--decoder", "floater-hormann:1"]),
 ]
@@ -79,10 +85,10 @@ def run_part(args, part: str, options: list[str], nodes: str) -> Path:
 
 
 def best_node_family(rows: list[dict]) -> str:
-    """Return the named node family with the highest mean coded accuracy over all rows."""
+    """Return the family of `NODE_FAMILIES` with the highest mean coded accuracy over all rows."""
     totals = defaultdict(list)
     for row in rows:
-        if not row["nodes"].startswith("fitted"):
+        if row["nodes"] in NODE_FAMILIES:
             totals[row["nodes"]].append(row["accuracy_coded"])
     return max(totals, key=lambda family: sum(totals[family]) / len(totals[family]))
 

@@ -9,7 +9,11 @@ from approxifer_onnx.calibration import fit_node_shift
 from approxifer_onnx.coding import BerrutCode, worker_nodes
 from approxifer_onnx.coding.decoders import decode_with, parse_decoder
 from approxifer_onnx.coding.floater_hormann import floater_hormann_matrix
-from approxifer_onnx.coding.node_shift import make_code, shifted_worker_nodes
+from approxifer_onnx.coding.node_shift import (
+    make_code,
+    shifted_worker_nodes,
+    systematic_worker_nodes,
+)
 from approxifer_onnx.evaluation import (
     GridSetting,
     compute_coded_outputs,
@@ -344,3 +348,37 @@ def test_all_but_s_uses_every_result_but_s():
 def test_draw_available_rejects_unknown_policy():
     with pytest.raises(ValueError, match=r"wait='never' is not a wait policy; choose 'first-k'"):
         draw_available(BerrutCode(2, 1), 3, wait="never", rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("k, n", [(8, 9), (8, 11), (4, 7), (12, 13)])
+def test_systematic_nodes_contain_query_nodes(k, n):
+    code = make_code(k, n - k, nodes="systematic")
+
+    assert code.node_family == "systematic"
+    assert len(code.beta) == n
+    assert np.all(np.diff(code.beta) < 0)
+    # Every query node is a worker node bit for bit, so K encode rows are unit vectors.
+    raw = np.isin(code.beta, code.alpha)
+    assert raw.sum() == k
+    np.testing.assert_array_equal(code.encode_matrix[raw], np.eye(k))
+    assert np.all(np.abs(code.encode_matrix[~raw]).max(axis=1) < 1)
+
+
+def test_systematic_decoding_exact_when_raw_workers_answer(model, data):
+    inputs, _ = data
+    code = make_code(4, 2, nodes="systematic")
+    x = inputs[:4][None].astype(np.float64)
+    outputs = model.predict(code.encode(x)[0])[0][None]  # (1, N, C)
+    raw = np.isin(code.beta, code.alpha)
+
+    # The two parity workers straggle: the raw results are the outputs themselves.
+    estimates = code.decode(outputs, raw)
+
+    np.testing.assert_allclose(estimates[0], model.predict(inputs[:4])[0], atol=1e-5)
+    assert code.exact_queries(raw).all()
+
+
+@pytest.mark.parametrize("k, n", [(8, 8), (4, 8), (1, 2)])
+def test_systematic_nodes_reject_parity_count(k, n):
+    with pytest.raises(ValueError, match=r"systematic nodes need 1 <= N - K <= K - 1 parity"):
+        systematic_worker_nodes(k, n)

@@ -155,8 +155,10 @@ class CodedInferenceSession:
         Injected delays, failures and hangs, for tests and evaluation.
     attack : ByzantinePlan, optional
         Injected wrong results (see `approxifer_onnx.attacks`), for tests and evaluation.
-    backend : Backend, optional
-        Worker backend; defaults to a `LocalBackend` with one onnxruntime session per worker.
+    backend : Backend or callable, optional
+        Worker backend, or a factory called as ``backend(model, num_workers, faults=faults,
+        rng=rng)`` (a backend class such as `RayBackend`, or a `functools.partial` of one).
+        Defaults to `LocalBackend`, one onnxruntime session per worker thread.
     rng : int or numpy.random.Generator, optional
         Seeds the fault injection.
 
@@ -235,7 +237,10 @@ class CodedInferenceSession:
         if backend is None:
             from .backends.local import LocalBackend
 
-            backend = LocalBackend(self.model, self.code.num_workers, faults=faults, rng=rng)
+            backend = LocalBackend
+        if isinstance(backend, type) or not hasattr(backend, "gather"):
+            # A backend class or factory: it gets the checked model and the final worker count.
+            backend = backend(self.model, self.code.num_workers, faults=faults, rng=rng)
         self.backend = backend
         self.last_run: RunReport | None = None
         logger.info(

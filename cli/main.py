@@ -141,7 +141,7 @@ def load_data(data_path, split, limit, scale, mean, std):
 
 def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout, deadline,
                  decode, byzantine, locator, locator_tolerance, providers, strict_providers,
-                 faults=None, attack=None, seed=None, **privacy):
+                 faults=None, attack=None, seed=None, backend=None, **privacy):
     """Create a CodedInferenceSession from the code options and `session_privacy_kwargs`."""
     from approxifer_onnx.session import CodedInferenceSession
 
@@ -162,6 +162,7 @@ def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout
         strict_providers=strict_providers,
         faults=faults,
         attack=attack,
+        backend=backend,
         rng=seed,
         **privacy,
     )

@@ -7,6 +7,7 @@ TOML or JSON file given with ``--config``. A flag beats the environment, which b
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -130,26 +131,6 @@ def _open_ray_session(model, ray_address, ray_num_cpus, faults, seed, code):
         import_ray()
     except ImportError as error:
         raise click.UsageError(str(error)) from error
-    from approxifer_onnx.coding import BerrutCode
-    from approxifer_onnx.model import OnnxModel
-    from approxifer_onnx.session import CodedInferenceSession
 
-    providers = list(code["providers"]) or None
-    onnx_model = OnnxModel(model, providers=providers, strict_providers=code["strict_providers"])
-    num_workers = BerrutCode(code["k"], code["stragglers"], num_workers=code["num_workers"],
-                             nodes=code["nodes"]).num_workers
-    backend = RayBackend(onnx_model, num_workers, faults=faults, rng=seed, address=ray_address,
-                         num_cpus=ray_num_cpus)
-    # NOTE: open_session takes no backend, so this call repeats its arguments.
-    return CodedInferenceSession(
-        onnx_model,
-        k=code["k"],
-        stragglers=code["stragglers"],
-        num_workers=code["num_workers"],
-        nodes=code["nodes"],
-        wait=code["wait"],
-        timeout=code["timeout"],
-        deadline=code["deadline"],
-        decode=code["decode"],
-        backend=backend,
-    )
+    backend = functools.partial(RayBackend, address=ray_address, num_cpus=ray_num_cpus)
+    return open_session(model, faults=faults, seed=seed, backend=backend, **code)

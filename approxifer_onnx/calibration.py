@@ -1,7 +1,7 @@
 """Fit the worker nodes of a code on a small unlabeled calibration set.
 
 The search runs over the shifted node family beta_i = cos((i + s) pi / N) (see
-`approxifer_onnx.coding.node_shift`) and keeps the shift whose decoded predictions agree most
+`approxifer_onnx.coding.placements`) and keeps the shift whose decoded predictions agree most
 often with the uncoded model's predictions. Agreement needs no labels, so the calibration set
 can be any sample of inputs like those served, for example the training images.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .coding.decoders import decode_with
-from .coding.node_shift import SHIFT_PREFIX, make_code
+from .coding.placements import SHIFT_PREFIX, make_code
 from .evaluation import compute_coded_outputs, draw_available, predict_in_batches
 from .model import OnnxModel
 from .session import softmax

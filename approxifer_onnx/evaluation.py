@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .coding import DEFAULT_NODE_FAMILY, BerrutCode
 from .coding.decoders import decode_with, parse_decoder
-from .coding.node_shift import make_code, parse_node_shift
+from .coding.placements import make_code, parse_node_shift
 from .model import OnnxModel
 from .report import group_bootstrap_interval, wilson_interval
 from .session import DECODE_SPACES, softmax

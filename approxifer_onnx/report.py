@@ -198,7 +198,7 @@ def plot_accuracy(rows: list[dict], path: str | Path, *, title: str = "") -> Pat
     """Draw base and coded accuracy per setting as grouped bars with interval error bars.
 
     One group of bars per (K, S, N, wait) setting: the base model, then one bar per variant
-    (node family, decode space, decoder) that differs between rows. A black tick marks the
+    (node family, decode space, decoder) that differs between rows. A dashed line marks the
     published coded accuracy where rows carry one.
     """
     import matplotlib

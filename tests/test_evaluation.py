@@ -9,7 +9,7 @@ from approxifer_onnx.calibration import fit_node_shift
 from approxifer_onnx.coding import BerrutCode, worker_nodes
 from approxifer_onnx.coding.decoders import decode_with, parse_decoder
 from approxifer_onnx.coding.floater_hormann import floater_hormann_matrix
-from approxifer_onnx.coding.node_shift import (
+from approxifer_onnx.coding.placements import (
     make_code,
     shifted_worker_nodes,
     systematic_worker_nodes,

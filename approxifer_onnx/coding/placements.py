@@ -5,8 +5,8 @@
   s = 1/2 is "first-kind" (cos((2i + 1) pi / (2N))). s = 1 mirrors s = 0.
 - "systematic": K workers sit on the query nodes alpha_j and so receive the raw queries, and
   the other P = N - K parity workers sit between query nodes, at the angle midway between two
-  neighbours, in P gaps spread evenly over the K - 1 gaps. A query whose raw worker answers is
-  decoded exactly; only the others are interpolated. Needs 1 <= N - K <= K - 1.
+  neighbours, in P gaps spread evenly over the K - 1 gaps. A query whose raw worker returns its
+  result is decoded exactly, and only the others are interpolated. Needs 1 <= N - K <= K - 1.
 """
 
 from __future__ import annotations

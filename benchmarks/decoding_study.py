@@ -4,7 +4,7 @@ Runs `approxifer-onnx evaluate` on one model in three parts, each a separate rep
 --output-dir, then writes a summary table per part:
 
 - ``nodes``: every worker node family, the shift fitted on unlabeled calibration inputs and
-  the systematic placement, under the paper's worst case (N = K + S, exactly S random
+  the systematic placement, under ApproxIFER's worst case (N = K + S, exactly S random
   stragglers per group);
 - ``decoders``: Berrut against Floater-Hormann of orders 1 to 3, logits against
   probabilities, on the paper's five (K, S) settings;

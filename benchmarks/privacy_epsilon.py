@@ -294,7 +294,7 @@ def write_outputs(folder: Path, name: str, report: dict) -> None:
     axes.set_ylabel("accuracy")
     axes.set_ylim(0, 1)
     axes.set_title(f"{name}: K={report['k']}, S={report['stragglers']}, {report['num_inputs']} test inputs")
-    axes.legend(loc="center right", fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(0.0, 0.87), fontsize=8)
     figure.tight_layout()
     figure.savefig(stem.with_suffix(".png"), dpi=120)
     plt.close(figure)

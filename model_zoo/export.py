@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -114,9 +113,9 @@ def export_onnx(
 
     model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(suffix=".onnx", dir=path.parent)
-    os.close(handle)
-    temporary = Path(temporary_name)
+    # A name of this process, not tempfile.mkstemp, so the file gets the umask's permissions
+    # (mkstemp creates it readable by the owner only).
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         _write_onnx(model, temporary, input_shape)
         check = _check_against_torch(model, temporary, check_inputs, rtol, atol)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -229,6 +230,9 @@ def test_export_matches_torch_with_dynamic_batch(tmp_path):
     check = export_onnx(model, path, (1, 28, 28), rng=1)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     proto = onnx.load(str(path))
     assert check.opset == 17
     assert proto.ir_version == check.ir_version

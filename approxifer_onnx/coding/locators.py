@@ -426,7 +426,9 @@ def _smallest_singular(matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     b, r, n = matrices.shape
     if r < n:
         matrices = np.concatenate([matrices, np.zeros((b, n - r, n))], axis=1)
-    _, singular_values, vh = np.linalg.svd(matrices)
+    # The reduced SVD returns the full (n, n) vh because rows >= n here; the full one would
+    # also build an (r, r) U for nothing, which is slow for the stacked per-class systems.
+    _, singular_values, vh = np.linalg.svd(matrices, full_matrices=False)
     return vh[:, -1, :], singular_values[:, -1]
 
 

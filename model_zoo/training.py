@@ -43,32 +43,46 @@ class TrainResult:
     steps: int
 
 
-def create_model(entry: ZooEntry, num_classes: int):
-    """Build ``entry``'s network with random weights; nothing is downloaded.
+def create_model(
+    entry: ZooEntry, num_classes: int, image_size: tuple[int, int, int] | None = None, *,
+    pretrained: bool = False,
+):
+    """Build ``entry``'s network for ``image_size`` images.
 
     Parameters
     ----------
     entry : ZooEntry
     num_classes : int
         Size of the classifier's output.
+    image_size : tuple of int, optional
+        Image shape (C, H, W); defaults to ``entry.input_size``.
+    pretrained : bool
+        Ask timm for its pretrained weights, which it downloads on first use and adapts to
+        ``C`` input channels and ``num_classes`` outputs (the classifier starts from random
+        weights). False builds random weights and never touches the network.
 
     Returns
     -------
     torch.nn.Module
-        Takes (B, *entry.input_size) float32 and returns logits (B, num_classes).
+        Takes (B, *image_size) float32 and returns logits (B, num_classes).
     """
-    channels = entry.input_size[0]
+    channels, height, width = image_size if image_size is not None else entry.input_size
     if entry.source == "timm":
         import timm
 
         network = timm.create_model(
             entry.arch,
-            pretrained=False,
+            pretrained=pretrained,
             num_classes=num_classes,
             in_chans=channels,
             **entry.constructor_kwargs,
         )
     else:
+        if pretrained:
+            raise ValueError(
+                f"zoo model {entry.name!r} comes from torchvision; pretrained weights are only "
+                "available for timm models. Drop pretrained or pass weights=FILE."
+            )
         import torchvision
 
         builder = getattr(torchvision.models, entry.arch, None)
@@ -79,9 +93,28 @@ def create_model(entry: ZooEntry, num_classes: int):
         network = builder(weights=None, num_classes=num_classes, **entry.constructor_kwargs)
         network = _adapt_torchvision_channels(network, channels)
 
-    if entry.pad_to is None:
+    if entry.head == "linear":
+        network = _PooledLinearHead(network, num_classes)
+    if entry.pad_to is None or (height >= entry.pad_to and width >= entry.pad_to):
         return network
-    return _PaddedInput(network, entry.input_size[1:], entry.pad_to)
+    return _PaddedInput(network, (height, width), entry.pad_to)
+
+
+class _PooledLinearHead(torch.nn.Module):
+    """Global average pooling and one linear layer on a timm network's ``forward_features``."""
+
+    def __init__(self, network, num_classes: int):
+        super().__init__()
+        # timm's convention: forward_features never uses the classifier modules, so they are
+        # dropped here to keep their parameters out of the optimiser and the exported file.
+        for attribute in ("pre_logits", "head", "fc", "classifier"):
+            if isinstance(getattr(network, attribute, None), torch.nn.Module):
+                setattr(network, attribute, torch.nn.Identity())
+        self.network = network
+        self.fc = torch.nn.Linear(network.num_features, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.network.forward_features(x).mean(dim=(2, 3)))
 
 
 def _adapt_torchvision_channels(network, channels: int):
@@ -117,9 +150,10 @@ class _PaddedInput(torch.nn.Module):
         super().__init__()
         self.network = network
         height, width = image_hw
-        top = (size - height) // 2
-        left = (size - width) // 2
-        self.padding = (left, size - width - left, top, size - height - top)
+        top = max(0, size - height) // 2
+        left = max(0, size - width) // 2
+        # torch.nn.functional.pad reads the last dimension first: (left, right, top, bottom).
+        self.padding = (left, max(0, size - width - left), top, max(0, size - height - top))
 
     def forward(self, x):
         return self.network(torch.nn.functional.pad(x, self.padding))
@@ -137,6 +171,7 @@ def train(
     progress: bool = True,
     num_classes: int | None = None,
     max_steps: int | None = None,
+    pretrained: bool = False,
     **options,
 ) -> TrainResult:
     """Train ``entry`` from random weights on the CPU with a warm-up and cosine schedule.
@@ -159,6 +194,8 @@ def train(
     max_steps : int, optional
         Stop after this many steps in total (for smoke tests); the schedule still spans all
         ``epochs``.
+    pretrained : bool
+        Start from timm's pretrained weights (downloaded on first use) instead of random ones.
     **options
         Other `TrainConfig` fields: ``weight_decay``, ``optimizer``, ``label_smoothing``,
         ``augment``, ``warmup_fraction``.
@@ -183,7 +220,7 @@ def train(
     torch.set_flush_denormal(True)
 
     torch.manual_seed(config.seed)
-    model = create_model(entry, num_classes)
+    model = create_model(entry, num_classes, inputs.shape[1:], pretrained=pretrained)
     steps_per_epoch = len(inputs) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(
@@ -285,10 +322,10 @@ def _as_arrays(dataset, entry: ZooEntry) -> tuple[np.ndarray, np.ndarray]:
         inputs, labels = dataset
     inputs = np.ascontiguousarray(inputs, dtype=np.float32)
     labels = np.ascontiguousarray(labels, dtype=np.int64)
-    if inputs.shape[1:] != tuple(entry.input_size):
+    if inputs.ndim != 4:
         raise ValueError(
-            f"zoo model {entry.name!r} expects images of shape (N, "
-            f"{', '.join(map(str, entry.input_size))}), got inputs of shape {inputs.shape}."
+            f"zoo model {entry.name!r} trains on images of shape (N, C, H, W), got inputs of "
+            f"shape {inputs.shape}."
         )
     if len(inputs) != len(labels):
         raise ValueError(

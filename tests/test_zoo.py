@@ -178,10 +178,10 @@ def test_train_is_deterministic_for_a_seed(idx_folder):
     assert any(not torch.equal(a, b) for a, b in zip(weights, others))
 
 
-def test_train_rejects_wrong_image_shape():
-    inputs = np.zeros((8, 3, 28, 28), dtype=np.float32)
+def test_train_rejects_images_without_channel_axis():
+    inputs = np.zeros((8, 28, 28), dtype=np.float32)
     labels = np.zeros(8, dtype=np.int64)
-    message = r"expects images of shape \(N, 1, 28, 28\), got .*\(8, 3, 28, 28\)"
+    message = r"trains on images of shape \(N, C, H, W\), got inputs of shape \(8, 28, 28\)"
     with pytest.raises(ValueError, match=message):
         train(TINY, (inputs, labels), epochs=1, batch_size=4, progress=False)
 
@@ -372,8 +372,8 @@ def test_build_with_output_writes_manifest_beside(tiny_registry, idx_folder, cac
 
 
 def test_build_rejects_unknown_dataset(tiny_registry):
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar10'; expected one of"):
-        build("tiny-resnet", "cifar10")
+    with pytest.raises(ValueError, match=r"unknown dataset 'svhn'; expected one of"):
+        build("tiny-resnet", "svhn")
 
 
 # Command line --------------------------------------------------------------------------------

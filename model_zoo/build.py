@@ -88,6 +88,7 @@ def evaluate_onnx(
 def reproduce_command(
     name: str, dataset: str, train_options: dict[str, Any], *,
     train_limit: int | None, output: Path | None, data_dir: Path | None, threads: int | None,
+    weights: Path | None = None, pretrained: bool = False,
 ) -> str:
     """Return the ``python -m model_zoo build`` command line that rebuilds a model."""
     arguments = ["python", "-m", "model_zoo", "build", name, "--dataset", dataset]
@@ -105,6 +106,10 @@ def reproduce_command(
         arguments += ["--data-dir", str(data_dir)]
     if output is not None:
         arguments += ["--output", str(output)]
+    if weights is not None:
+        arguments += ["--weights", str(weights)]
+    if pretrained:
+        arguments.append("--pretrained")
     return shlex.join(arguments)
 
 
@@ -120,6 +125,8 @@ def build(
     threads: int | None = None,
     data_dir: str | Path | None = None,
     train_limit: int | None = None,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
     force: bool = False,
     progress: bool = True,
     **options,
@@ -143,9 +150,16 @@ def build(
     threads : int, optional
         ``torch.set_num_threads`` for training; not part of the recipe.
     data_dir : str or Path, optional
-        Folder with the dataset's IDX files; defaults to the dataset's system folder.
+        File or folder the dataset's reader opens; defaults to the dataset's
+        ``default_location``.
     train_limit : int, optional
-        Train on the first ``train_limit`` training images only (smoke tests).
+        Train on the first ``train_limit`` training images only, in file order.
+    weights : str or Path, optional
+        A torch checkpoint (a state dict saved with ``torch.save``, or a dict holding one under
+        ``"state_dict"`` or ``"model"``) for the network that `model_zoo.training.create_model`
+        builds; it is loaded instead of training, then exported and checked.
+    pretrained : bool
+        Start training from timm's pretrained weights, which timm downloads on first use.
     force : bool
         Retrain even when a matching model exists.
     progress : bool
@@ -161,37 +175,47 @@ def build(
 
     entry = get_entry(name)
     info = get_dataset_info(dataset)
-    if tuple(entry.input_size) != tuple(info.image_size):
+    if weights is not None and pretrained:
         raise ValueError(
-            f"zoo model {name!r} takes images of shape {entry.input_size}, but {dataset!r} has "
-            f"images of shape {info.image_size}."
+            "weights and pretrained both choose the starting weights; pass one of them."
         )
     if train_limit is not None and train_limit < 1:
         raise ValueError(f"train_limit must be >= 1 or None, got {train_limit!r}.")
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, **options)
     path = Path(output) if output is not None else default_model_path(name, dataset)
     recipe = _recipe(entry.to_dict(), dataset, config.to_dict(), train_limit)
+    if weights is not None:
+        recipe["weights_sha256"] = file_sha256(weights)
+    if pretrained:
+        recipe["pretrained"] = True
 
     if not force and _is_cached(path, recipe):
         logger.info("zoo model %s-%s found at %s; pass force=True to retrain", name, dataset, path)
         return path
 
     started = time.perf_counter()
-    train_set = load_split(dataset, "train", data_dir)
-    if train_limit is not None:
-        train_set = type(train_set)(train_set.inputs[:train_limit], train_set.labels[:train_limit])
     test_set = load_split(dataset, "test", data_dir)
     train_options = {k: v for k, v in config.to_dict().items()
                      if k not in ("epochs", "batch_size", "lr", "seed")}
-    result = train(
-        entry, train_set, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-        seed=config.seed, threads=threads, progress=progress, num_classes=info.num_classes,
-        **train_options,
-    )
+    train_images = 0
+    if weights is not None:
+        result = _load_weights(entry, weights, info, threads)
+    else:
+        train_set = load_split(dataset, "train", data_dir)
+        if train_limit is not None:
+            train_set = type(train_set)(
+                train_set.inputs[:train_limit], train_set.labels[:train_limit]
+            )
+        train_images = len(train_set.labels)
+        result = train(
+            entry, train_set, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+            seed=config.seed, threads=threads, progress=progress, num_classes=info.num_classes,
+            pretrained=pretrained, **train_options,
+        )
 
     torch_accuracy = evaluate(result.model, test_set.inputs, test_set.labels)
     check = export_onnx(
-        result.model, path, entry.input_size,
+        result.model, path, info.image_size,
         check_inputs=test_set.inputs[:_EXPORT_CHECK_IMAGES],
     )
     onnx_accuracy = evaluate_onnx(path, test_set.inputs, test_set.labels, threads=threads)
@@ -208,15 +232,17 @@ def build(
         "source": entry.source,
         "dataset": dataset,
         "num_classes": info.num_classes,
-        "input": {"name": INPUT_NAME, "shape": ["batch", *entry.input_size], "dtype": "float32",
-                  "preprocessing": "pixels / 255, no normalisation"},
+        "input": {"name": INPUT_NAME, "shape": ["batch", *info.image_size], "dtype": "float32",
+                  "preprocessing": f"pixels / {info.pixel_max}, no normalisation"},
         "output": {"name": OUTPUT_NAME, "shape": ["batch", info.num_classes],
                    "meaning": "logits"},
         "test_accuracy": onnx_accuracy,
         "test_accuracy_runtime": "onnxruntime",
         "torch_test_accuracy": torch_accuracy,
         "test_images": int(len(test_set.labels)),
-        "train_images": int(len(train_set.labels)),
+        "train_images": train_images,
+        "weights": None if weights is None else str(weights),
+        "pretrained": pretrained,
         "seed": config.seed,
         "epochs": config.epochs,
         "hyperparameters": config.to_dict(),
@@ -227,6 +253,7 @@ def build(
             name, dataset, {k: v for k, v in config.to_dict().items()},
             train_limit=train_limit, output=Path(output) if output is not None else None,
             data_dir=Path(data_dir) if data_dir is not None else None, threads=threads,
+            weights=Path(weights) if weights is not None else None, pretrained=pretrained,
         ),
         "argv": command_argv(),
         "versions": package_versions(),
@@ -243,6 +270,33 @@ def build(
         path, onnx_accuracy, manifest_path(path),
     )
     return path
+
+
+def _load_weights(entry, weights: str | Path, info, threads: int | None):
+    """Build ``entry``'s network and load a local checkpoint into it, in place of training."""
+    import torch
+
+    from model_zoo.training import TrainResult, create_model
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    model = create_model(entry, info.num_classes, info.image_size)
+    checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+    if isinstance(checkpoint, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(checkpoint.get(key), dict):
+                checkpoint = checkpoint[key]
+                break
+    try:
+        model.load_state_dict(checkpoint)
+    except RuntimeError as error:
+        raise ValueError(
+            f"{weights} does not fit zoo model {entry.name!r} with {info.num_classes} classes "
+            f"and images {info.image_size}: {error}"
+        ) from None
+    model.eval()
+    logger.info("loaded %s into %s instead of training", weights, entry.name)
+    return TrainResult(model=model, history=[], wall_time_s=0.0, steps=0)
 
 
 def _recipe(model: dict, dataset: str, train_config: dict, train_limit: int | None) -> dict:

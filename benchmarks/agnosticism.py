@@ -200,24 +200,30 @@ def plot(rows: list[dict], path: Path, nodes: str) -> Path:
     models = list(dict.fromkeys(f"{row['model']}\n{row['dataset']}" for row in selected))
     settings = _settings(selected)
     width = 0.8 / (len(settings) + 1)
-    figure, axes = plt.subplots(figsize=(max(8.0, 1.3 * len(models)), 4.5))
+    figure, axes = plt.subplots(figsize=(max(8.0, 1.3 * len(models)), 5.0))
     positions = np.arange(len(models))
     base = [next(r["accuracy_base"] for r in selected
                  if f"{r['model']}\n{r['dataset']}" == label) for label in models]
     axes.bar(positions, base, width, label="base (uncoded)", color="0.3")
     for index, (k, s) in enumerate(settings):
-        values = []
+        values, lower, upper = [], [], []
         for label in models:
-            match = [r["accuracy_coded"] for r in selected
+            match = [r for r in selected
                      if f"{r['model']}\n{r['dataset']}" == label
                      and (r["k"], r["stragglers"]) == (k, s)]
-            values.append(match[0] if match else np.nan)
-        axes.bar(positions + (index + 1) * width, values, width, label=f"coded K={k} S={s}")
+            row = match[0] if match else None
+            values.append(np.nan if row is None else row["accuracy_coded"])
+            lower.append(0.0 if row is None else row["accuracy_coded"] - row["accuracy_coded_low"])
+            upper.append(0.0 if row is None else row["accuracy_coded_high"] - row["accuracy_coded"])
+        axes.bar(positions + (index + 1) * width, values, width, yerr=[lower, upper],
+                 capsize=1.5, error_kw={"linewidth": 0.6}, label=f"coded K={k} S={s}")
     axes.set_xticks(positions + 0.4 - width / 2, models, fontsize=8)
     axes.set_ylim(0, 1)
     axes.set_ylabel("test accuracy")
-    axes.set_title(f"Base and coded accuracy, S random stragglers per group, nodes {nodes}")
-    axes.legend(fontsize=7, ncol=3, loc="lower right")
+    axes.set_title(f"Base and coded accuracy, S random stragglers per group, nodes {nodes}",
+                   fontsize=10)
+    axes.legend(fontsize=7, ncol=len(settings) + 1, loc="upper center",
+                bbox_to_anchor=(0.5, -0.14), frameon=False)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -77,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Name used in the output file names.")
     parser.add_argument("-k", type=int, default=8, help="Queries per group.")
     parser.add_argument("-s", "--stragglers", type=int, default=1, help="Stragglers S.")
-    parser.add_argument("--nodes", choices=list(NODE_FAMILIES), default=DEFAULT_NODE_FAMILY,
+    parser.add_argument("--nodes", choices=["auto", *NODE_FAMILIES], default=DEFAULT_NODE_FAMILY,
                         help="Worker node family.")
     parser.add_argument("--epsilons", type=float, nargs="+", default=list(DEFAULT_EPSILONS),
                         help="Privacy parameters to measure; a run without noise is always added.")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from approxifer_onnx.coding import DEFAULT_NODE_FAMILY, LOCATORS, NODE_FAMILIES
+from approxifer_onnx.coding import AUTO, DEFAULT_NODE_FAMILY, LOCATORS, NODE_FAMILIES
 from approxifer_onnx.exceptions import ApproxiferError
 from approxifer_onnx.session import DECODE_SPACES, WAIT_POLICIES
 
@@ -65,8 +65,10 @@ def code_options(command):
                      show_default=True, help="Stragglers S tolerated; N defaults to K + S."),
         click.option("-n", "--num-workers", type=click.IntRange(min=1), default=None,
                      help="Workers N (at least K + S). More workers decode more accurately."),
-        click.option("--nodes", type=click.Choice(list(NODE_FAMILIES)),
-                     default=DEFAULT_NODE_FAMILY, show_default=True, help="Worker node family."),
+        click.option("--nodes", type=click.Choice([AUTO, *NODE_FAMILIES]),
+                     default=DEFAULT_NODE_FAMILY, show_default=True,
+                     help="Worker node family. auto: systematic (K workers get the raw queries) "
+                          "when N - K <= K - 1, else second-kind-open."),
         click.option("--wait", type=click.Choice(list(WAIT_POLICIES)), default="first-k",
                      show_default=True,
                      help="first-k: decode from the first K results; deadline: decode from all "

@@ -55,7 +55,8 @@ def test_exact_flags_cover_only_real_queries(linear_path):
 
 
 def test_linear_model_decodes_close_to_uncoded(linear_path):
-    with CodedInferenceSession(linear_path, k=8, stragglers=1, wait="deadline") as session:
+    with CodedInferenceSession(linear_path, k=8, stragglers=1, wait="deadline",
+                               nodes="second-kind-open") as session:
         x = queries(64, seed=1)
         coded = run(session, x)
         uncoded = session.predict_uncoded(x)
@@ -255,3 +256,12 @@ def test_privacy_on_queries_needs_bounds(linear_path):
     with pytest.raises(ValueError, match="needs lower and upper"):
         CodedInferenceSession(linear_path, k=4, privacy=LaplaceMechanism(epsilon=1.0, sensitivity=1.0),
                               privacy_placement="queries")
+
+
+def test_systematic_default_is_exact_without_stragglers(mlp_path):
+    with CodedInferenceSession(mlp_path, k=8, stragglers=1, wait="deadline") as session:
+        x = queries(16, seed=5)
+        coded = run(session, x)
+        assert session.code.node_family == "systematic"
+        assert not any(group.approximate for group in session.last_run.groups)
+        np.testing.assert_allclose(coded, session.predict_uncoded(x), rtol=1e-5, atol=1e-5)

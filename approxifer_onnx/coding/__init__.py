@@ -13,9 +13,17 @@ from .locators import (
     required_results,
     required_workers,
 )
-from .nodes import DEFAULT_NODE_FAMILY, NODE_FAMILIES, query_nodes, worker_nodes
+from .nodes import (
+    AUTO,
+    DEFAULT_NODE_FAMILY,
+    NODE_FAMILIES,
+    query_nodes,
+    resolve_node_family,
+    worker_nodes,
+)
 
 __all__ = [
+    "AUTO",
     "DEFAULT_NODE_FAMILY",
     "LOCATORS",
     "NODE_FAMILIES",
@@ -31,5 +39,6 @@ __all__ = [
     "query_nodes",
     "required_results",
     "required_workers",
+    "resolve_node_family",
     "worker_nodes",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..exceptions import DecodingError
 from .berrut import berrut_matrix, node_tolerance
-from .nodes import DEFAULT_NODE_FAMILY, query_nodes, worker_nodes
+from .nodes import DEFAULT_NODE_FAMILY, query_nodes, resolve_node_family, worker_nodes
 
 __all__ = ["BerrutCode"]
 
@@ -38,7 +38,9 @@ class BerrutCode:
     num_workers : int, optional
         Workers N. Defaults to the minimum, K + S; more workers give more accurate decoding.
     nodes : str
-        Worker node family, one of `approxifer_onnx.coding.NODE_FAMILIES`.
+        Worker node family, one of `approxifer_onnx.coding.NODE_FAMILIES`, or "auto":
+        "systematic" when N - K <= K - 1, else "second-kind-open". `node_family` holds the
+        family actually used.
 
     Attributes
     ----------
@@ -79,9 +81,9 @@ class BerrutCode:
                 f"workers, got num_workers={num_workers}; raise num_workers or lower stragglers"
             )
         self.num_workers = num_workers
-        self.node_family = nodes
+        self.node_family = resolve_node_family(nodes, self.k, self.num_workers)
         self.alpha = query_nodes(self.k)
-        self.beta = worker_nodes(self.num_workers, nodes)
+        self.beta = worker_nodes(self.num_workers, self.node_family, k=self.k)
         self.encode_matrix = berrut_matrix(self.beta, self.alpha)
         self._decode_matrix = lru_cache(maxsize=256)(self._build_decode_matrix)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .berrut import berrut_matrix
 from .code import BerrutCode
-from .nodes import DEFAULT_NODE_FAMILY, NODE_FAMILIES, query_nodes
+from .nodes import AUTO, DEFAULT_NODE_FAMILY, NODE_FAMILIES, query_nodes
 
 __all__ = [
     "SHIFT_PREFIX",
@@ -92,7 +92,7 @@ def parse_node_shift(nodes: str) -> float | None:
         If `nodes` is neither a family of `NODE_FAMILIES`, "systematic" nor "shift:s" with s in
         [0, 1].
     """
-    if nodes in NODE_FAMILIES or nodes == SYSTEMATIC:
+    if nodes in NODE_FAMILIES or nodes in (SYSTEMATIC, AUTO):
         return None
     if isinstance(nodes, str) and nodes.startswith(SHIFT_PREFIX):
         try:
@@ -127,7 +127,7 @@ def make_code(
         Its `node_family` is the specification string.
     """
     shift = parse_node_shift(nodes)
-    if shift is None and nodes != SYSTEMATIC:
+    if shift is None:
         return BerrutCode(k, stragglers, num_workers=num_workers, nodes=nodes)
 
     # NOTE: BerrutCode accepts only named families, so these nodes replace the default ones

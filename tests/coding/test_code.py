@@ -115,6 +115,23 @@ def test_node_collisions_give_exact_queries():
     np.testing.assert_array_equal(decoded, x)
 
 
+def test_default_code_is_systematic():
+    code = BerrutCode(8, 1)
+    assert code.node_family == "systematic"
+    x = np.random.default_rng(2).normal(size=(3, 8, 4))
+    available = np.ones(9, bool)
+    available[code.beta == code.alpha[5]] = False  # the raw worker of query 5 straggles
+    decoded = code.decode(code.encode(x), available)
+    exact = code.exact_queries(available)
+    assert exact.sum() == 7
+    assert not exact[5]
+    np.testing.assert_array_equal(decoded[:, exact], x[:, exact])
+
+
+def test_default_beyond_systematic_range_is_second_kind_open():
+    assert BerrutCode(4, 4).node_family == "second-kind-open"
+
+
 def test_no_collision_means_approximate():
     code = BerrutCode(8, 1, nodes="second-kind")
     assert not code.exact_queries(np.ones(9, bool)).any()

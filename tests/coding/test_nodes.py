@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from approxifer_onnx.coding import NODE_FAMILIES, query_nodes, worker_nodes
+from approxifer_onnx.coding import NODE_FAMILIES, query_nodes, resolve_node_family, worker_nodes
 
 
 def test_query_nodes_are_first_kind_chebyshev():
@@ -26,7 +26,44 @@ def test_worker_node_families(family, formula):
 
 
 def test_every_family_is_documented():
-    assert set(NODE_FAMILIES) == {"second-kind", "second-kind-open", "first-kind"}
+    assert set(NODE_FAMILIES) == {"second-kind", "second-kind-open", "first-kind", "systematic"}
+
+
+def test_systematic_contains_query_nodes_bit_for_bit():
+    nodes = worker_nodes(11, "systematic", k=8)
+    assert len(nodes) == 11
+    assert np.all(np.diff(nodes) < 0)
+    alpha = query_nodes(8)
+    assert all(a in nodes for a in alpha)
+    parity = np.setdiff1d(nodes, alpha)
+    # Each parity node sits midway, in angle, between two neighbouring query nodes.
+    angles = np.arccos(parity) * 8 / np.pi
+    np.testing.assert_allclose(angles, np.round(angles), atol=1e-12)
+
+
+def test_systematic_without_parity_is_the_query_nodes():
+    np.testing.assert_array_equal(worker_nodes(4, "systematic", k=4), query_nodes(4))
+
+
+def test_systematic_needs_at_most_k_minus_one_parity_workers():
+    with pytest.raises(ValueError, match="needs K to 2K-1 workers, got k=4 and num_workers=8"):
+        worker_nodes(8, "systematic", k=4)
+
+
+def test_systematic_needs_k():
+    with pytest.raises(TypeError, match="needs k"):
+        worker_nodes(5, "systematic")
+
+
+@pytest.mark.parametrize(("k", "n", "family"), [
+    (8, 9, "systematic"), (8, 15, "systematic"), (8, 16, "second-kind-open"), (1, 1, "systematic"),
+])
+def test_auto_resolves_by_parity_count(k, n, family):
+    assert resolve_node_family("auto", k, n) == family
+
+
+def test_explicit_family_is_kept():
+    assert resolve_node_family("first-kind", 8, 9) == "first-kind"
 
 
 def test_unknown_family_lists_choices():

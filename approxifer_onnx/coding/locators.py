@@ -487,6 +487,9 @@ def _residuals_without(entry: Locator, z, alpha, values, candidates) -> np.ndarr
     batch, m, _ = values.shape
     residuals = np.empty((batch, len(candidates)))
     for e, positions in enumerate(candidates):
+        if entry.search:
+            residuals[:, e] = _standardized_statistic_without(z, alpha, values, positions)
+            continue
         keep = np.ones((batch, m), dtype=bool)
         np.put_along_axis(keep, positions, False, axis=1)
         for pattern, rows in _rows_by_pattern(keep):
@@ -532,6 +535,36 @@ def _standardized_statistic(z, alpha, values: np.ndarray) -> np.ndarray:
     )
     worst = np.sqrt(np.max(np.mean(standardized**2, axis=2), axis=1))
     scale = np.sqrt(np.mean(values**2, axis=(1, 2)))
+    return np.divide(worst, scale, out=np.zeros(batch), where=scale > 0)
+
+
+def _standardized_statistic_without(z, alpha, values, removed: np.ndarray) -> np.ndarray:
+    """Return `_standardized_statistic` of each batch entry without its removed positions.
+
+    removed has shape (b, e); one batched QR serves all entries, whatever set each removes.
+    """
+    batch, m, _ = values.shape
+    size = removed.shape[1]
+    if m - size <= alpha.size:
+        return np.zeros(batch)
+    keep = np.ones((batch, m), dtype=bool)
+    np.put_along_axis(keep, removed, False, axis=1)
+    kept = np.nonzero(keep)[1].reshape(batch, m - size)  # (b, m - e) positions
+
+    basis = chebyshev.chebvander(z, alpha.size - 1) / denominator_values(alpha, z)[:, None]
+    q, _ = np.linalg.qr(basis[kept])  # (b, m - e, K)
+    kept_values = np.take_along_axis(values, kept[..., None], axis=1)  # (b, m - e, c)
+    residual = kept_values - q @ (np.swapaxes(q, -1, -2) @ kept_values)
+    complement = 1.0 - np.sum(q**2, axis=2)  # 1 - h_ii, shape (b, m - e)
+    checkable = complement > _EXACT_TOLERANCE
+    standardized = np.divide(
+        residual,
+        np.sqrt(np.maximum(complement, 0.0))[..., None],
+        out=np.zeros_like(residual),
+        where=checkable[..., None],
+    )
+    worst = np.sqrt(np.max(np.mean(standardized**2, axis=2), axis=1))
+    scale = np.sqrt(np.mean(kept_values**2, axis=(1, 2)))
     return np.divide(worst, scale, out=np.zeros(batch), where=scale > 0)
 
 

@@ -127,7 +127,8 @@ def evaluate(model, data_path, split, limit, scale, mean, std, grid, nodes, wait
         )
         rows.append(row)
     report = {
-        "title": f"{model.name}, {len(dataset)} inputs x {passes} pass(es), seed {seed}",
+        "title": f"{model.parent.name}/{model.name}, {len(dataset)} inputs x {passes} pass(es), "
+                 f"seed {seed}",
         "model": str(model),
         "data": dataset.source,
         "num_inputs": len(dataset),

@@ -243,7 +243,8 @@ def evaluate_protocol(
     inputs : ndarray, shape (B, *shape)
     labels : ndarray of int, shape (B,)
     k, stragglers, num_workers, nodes
-        The code, as in `BerrutCode`; `nodes` may also be "shift:s" (see `make_code`).
+        The code, as in `BerrutCode`; `nodes` may also be "shift:s" or "systematic" (see
+        `make_code`).
     wait, straggler_probability
         The straggler model, as in `draw_available`.
     decode : {"logits", "probabilities"}

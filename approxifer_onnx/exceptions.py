@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 __all__ = [
     "ApproxiferError",
     "DataError",
@@ -32,24 +34,57 @@ class NotEnoughResultsError(ApproxiferError, TimeoutError):
     Parameters
     ----------
     received : int
-        Results that arrived in time.
+        Valid results that arrived.
     num_workers : int
         Workers that were sent a coded query.
     needed : int
         Results the decoder needs.
     timeout : float
         The deadline in seconds.
+    failed : dict of int to str, optional
+        Workers that raised, returned non-finite values or were cancelled, with the reason.
+    late : sequence of int, optional
+        Workers still running when the call gave up.
     """
 
-    def __init__(self, received: int, num_workers: int, needed: int, timeout: float):
+    def __init__(
+        self,
+        received: int,
+        num_workers: int,
+        needed: int,
+        timeout: float,
+        failed: Mapping[int, str] | None = None,
+        late: Sequence[int] = (),
+    ):
         self.received = received
         self.num_workers = num_workers
         self.needed = needed
         self.timeout = timeout
+        self.failed = dict(failed or {})
+        self.late = tuple(late)
+        causes = []
+        if self.failed:
+            first = next(iter(self.failed.values()))
+            causes.append(
+                f"worker{'s' if len(self.failed) > 1 else ''} {_join(self.failed)} failed "
+                f"({first})"
+            )
+        if self.late:
+            causes.append(
+                f"worker{'s' if len(self.late) > 1 else ''} {_join(self.late)} had not answered"
+            )
+        because = f": {'; '.join(causes)}" if causes else ""
+        fix = "tolerate more stragglers (raise stragglers or num_workers)"
+        if self.late:
+            fix += f" or raise the timeout (now {timeout:g} s)"
         super().__init__(
-            f"received {received} of {num_workers} worker results within timeout={timeout:g} s, "
-            f"decoding needs {needed}; raise timeout or tolerate more stragglers"
+            f"received {received} of {num_workers} worker results, decoding needs {needed}"
+            f"{because}; {fix}"
         )
+
+
+def _join(workers) -> str:
+    return ", ".join(str(worker) for worker in sorted(workers))
 
 
 class DecodingError(ApproxiferError):

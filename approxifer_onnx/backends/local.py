@@ -363,7 +363,9 @@ class LocalBackend:
         if result.late:
             logger.info("call %d: workers %s were late and are cancelled", call_id, list(result.late))
         if len(result.outputs) < needed:
-            raise NotEnoughResultsError(len(result.outputs), self._num_workers, needed, timeout)
+            raise NotEnoughResultsError(
+                len(result.outputs), self._num_workers, needed, timeout, result.failed, result.late
+            )
         return result
 
     def _collect(

@@ -374,7 +374,9 @@ class RayBackend:
         if result.late:
             logger.info("call %d: workers %s were late and are cancelled", call_id, list(result.late))
         if len(result.outputs) < needed:
-            raise NotEnoughResultsError(len(result.outputs), self._num_workers, needed, timeout)
+            raise NotEnoughResultsError(
+                len(result.outputs), self._num_workers, needed, timeout, result.failed, result.late
+            )
         return result
 
     def _fetch(self, reference: Any, rows: int) -> tuple[list[np.ndarray] | None, str | None]:

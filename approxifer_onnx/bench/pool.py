@@ -274,7 +274,9 @@ class PoolBackend:
         result.late = tuple(sorted(running))
         result.wall_time = time.monotonic() - start
         if len(result.outputs) < needed:
-            raise NotEnoughResultsError(len(result.outputs), self._num_workers, needed, timeout)
+            raise NotEnoughResultsError(
+                len(result.outputs), self._num_workers, needed, timeout, result.failed, result.late
+            )
         return result
 
     def close(self) -> None:

@@ -116,7 +116,9 @@ class BerrutCode:
             raise TypeError(
                 f"only real-valued queries can be coded, got dtype {x.dtype}; cast to float first"
             )
-        return np.einsum("nk,gk...->gn...", self.encode_matrix, x.astype(np.float64, copy=False))
+        # tensordot runs one BLAS product over all groups; it upcasts float32 queries exactly.
+        coded = np.tensordot(self.encode_matrix, x, axes=([1], [1]))  # (N, G, *shape)
+        return np.moveaxis(coded, 0, 1)
 
     def decode_matrix(self, workers) -> np.ndarray:
         """Return the (K, |F|) matrix that decodes the results of `workers` (the set F).

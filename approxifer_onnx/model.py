@@ -604,7 +604,8 @@ class OnnxModel:
             raise ProviderError(
                 f"requested execution providers {list(self.requested_providers)} for {self.source}, "
                 f"but {reason}; install the onnxruntime package built for them (for CUDA, "
-                f"onnxruntime-gpu) and check the drivers, or pass strict_providers=False to fall back"
+                f"onnxruntime-gpu) and check the drivers, or allow the fall-back to CPU "
+                "(strict_providers=False, or leave out --strict-providers)"
             )
         if set(missing) <= self._reported_missing:
             return

@@ -200,6 +200,11 @@ class CodedInferenceSession:
             raise ValueError(
                 f"decode={decode!r} is not supported; choose 'logits' or 'probabilities'"
             )
+        if deadline is not None and wait != "deadline":
+            raise ValueError(
+                f"deadline={deadline} applies only to wait='deadline', got wait={wait!r}; "
+                "drop the deadline or use wait='deadline'"
+            )
         self.timeout = _check_seconds("timeout", timeout)
         self.deadline = self.timeout if deadline is None else _check_seconds("deadline", deadline)
         self.wait = wait

@@ -77,7 +77,7 @@ def register(main: click.Group) -> None:
                   show_default=True, help="Folder for CSV, JSON and plots.")
     @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars.")
     @report_user_errors
-    def bench(model_paths, untrained_paths, random_cnn, data_path, split, limit, scale, mean, std, ks,
+    def bench(model_paths, untrained_paths, random_cnn, data_path, split, limit, scale, size, channels, mean, std, ks,
               stragglers, strategies, straggler_models, groups, warmup_groups, delay, slow_delay,
               busy_processes, deadline_factor, timeout, overhead_ks, throughput, seed, output_dir, progress):
         """Measure latency, throughput, workers per query and accuracy of uncoded serving,
@@ -105,7 +105,7 @@ def register(main: click.Group) -> None:
             warmup_groups=warmup_groups, delay=delay, slow_delay=slow_delay, busy_processes=busy_processes,
             deadline_factor=deadline_factor, timeout=timeout, seed=seed,
         )
-        dataset = load_data(data_path, split, limit, scale, mean, std)
+        dataset = load_data(data_path, split, limit, scale, mean, std, size, channels)
         result = run_suite(models, dataset.inputs, dataset.labels, config, output_dir,
                            overhead_ks=tuple(overhead_ks), throughput=throughput, data_source=dataset.source,
                            command=sys.argv, progress=progress)

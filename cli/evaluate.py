@@ -83,7 +83,7 @@ def _command_line() -> str:
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar over the grid.")
 @report_user_errors
-def evaluate(model, data_path, split, limit, scale, mean, std, grid, nodes, waits, decodes,
+def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, grid, nodes, waits, decodes,
              decoders, passes, seed, confidence, calibration_data, calibration_split,
              calibration_size, published, output_prefix, batch_size, providers, progress):
     """Measure base and coded accuracy of MODEL with simulated stragglers over a grid of codes.
@@ -99,7 +99,7 @@ def evaluate(model, data_path, split, limit, scale, mean, std, grid, nodes, wait
 
     settings = parse_grid(grid)
     node_specifications = _expand_nodes(nodes)
-    dataset = load_data(data_path, split, limit, scale, mean, std)
+    dataset = load_data(data_path, split, limit, scale, mean, std, size, channels)
     if dataset.labels is None:
         raise click.ClickException(
             f"{dataset.source} has no labels; evaluate needs a labelled data set"
@@ -107,7 +107,7 @@ def evaluate(model, data_path, split, limit, scale, mean, std, grid, nodes, wait
     calibration = None
     if "fit" in node_specifications:
         calibration = load_data(calibration_data or data_path, calibration_split,
-                                calibration_size, scale, mean, std).inputs
+                                calibration_size, scale, mean, std, size, channels).inputs
 
     started = time.perf_counter()
     onnx_model = OnnxModel(model, providers=list(providers) or None)

@@ -117,6 +117,11 @@ def data_options(command):
                      help="Use only the first LIMIT inputs."),
         click.option("--scale/--no-scale", default=True, show_default=True,
                      help="Scale 8-bit images to [0, 1]."),
+        click.option("--size", type=(click.IntRange(min=1), click.IntRange(min=1)),
+                     default=None, metavar="HEIGHT WIDTH",
+                     help="Resize images to HEIGHT x WIDTH pixels (bilinear)."),
+        click.option("--channels", type=click.Choice(["1", "3"]), default=None,
+                     help="Convert images to grayscale (1) or RGB (3) to match the model."),
         click.option("--mean", type=float, multiple=True,
                      help="Per-channel mean subtracted after scaling; repeat once per channel."),
         click.option("--std", type=float, multiple=True,
@@ -127,7 +132,7 @@ def data_options(command):
     return command
 
 
-def load_data(data_path, split, limit, scale, mean, std):
+def load_data(data_path, split, limit, scale, mean, std, size=None, channels=None):
     """Load and preprocess the data set named by the data options."""
     from approxifer_onnx.data import load_dataset
 
@@ -137,6 +142,8 @@ def load_data(data_path, split, limit, scale, mean, std):
         scale=scale,
         mean=list(mean) or None,
         std=list(std) or None,
+        size=size,
+        channels=None if channels is None else int(channels),
         limit=limit,
     )
 
@@ -193,7 +200,7 @@ def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
 @report_user_errors
-def wrap(model, data_path, split, limit, scale, mean, std, straggler_plan, attack_plan, dp_epsilon,
+def wrap(model, data_path, split, limit, scale, size, channels, mean, std, straggler_plan, attack_plan, dp_epsilon,
          dp_placement, dp_bounds, dp_budget, dp_seed, seed, batch_size, output, summary_json,
          progress, **code):
     """Classify a data set with MODEL through coded, straggler-resilient workers.
@@ -214,7 +221,7 @@ def wrap(model, data_path, split, limit, scale, mean, std, straggler_plan, attac
     faults = FaultPlan.parse(straggler_plan) if straggler_plan else None
     attack = ByzantinePlan.parse(attack_plan) if attack_plan else None
     privacy = session_privacy_kwargs(dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed)
-    dataset = load_data(data_path, split, limit, scale, mean, std)
+    dataset = load_data(data_path, split, limit, scale, mean, std, size, channels)
     with open_session(model, faults=faults, attack=attack, seed=seed, **privacy, **code) as session:
         result = wrap_dataset(
             session, dataset.inputs, dataset.labels, batch_size=batch_size, progress=progress
@@ -260,8 +267,9 @@ def format_summary(summary: dict) -> str:
             f"per call of up to {summary['batch_size']} inputs"
         )
     lines.append(
-        f"stragglers   {summary['late_workers_total']} late and {summary['failed_workers_total']} "
-        f"failed worker results in {summary['calls_with_stragglers']} of {summary['calls']} calls"
+        f"stragglers   {summary['late_workers_total']} worker results not waited for and "
+        f"{summary['failed_workers_total']} failed, in {summary['calls_with_stragglers']} of "
+        f"{summary['calls']} calls"
     )
     if summary.get("byzantine"):
         lines.append(

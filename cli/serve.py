@@ -90,8 +90,15 @@ def serve(model, host, port, model_name, max_queue_delay, max_queue_size, max_ba
     APPROXIFER_ONNX_SERVE_MAX_QUEUE_DELAY=0.01) or in the --config file.
     """
     from approxifer_onnx.faults import FaultPlan
-    from approxifer_onnx.serving import JsonLogFormatter, ServeConfig
-    from approxifer_onnx.serving import serve as run_server
+
+    try:
+        from approxifer_onnx.serving import JsonLogFormatter, ServeConfig
+        from approxifer_onnx.serving import serve as run_server
+    except ModuleNotFoundError as error:
+        raise click.ClickException(
+            f"serve needs the serve extra, but {error.name} is not installed; install it with "
+            "pip install 'approxifer-onnx[serve]'"
+        ) from error
 
     config = ServeConfig(
         host=host,

@@ -182,3 +182,31 @@ def test_wrap_with_privacy_reports_epsilon_spent(files, tmp_path):
     # One call of 10 groups sent to 5 workers: 50 released vectors at epsilon 2.
     assert privacy["epsilon_spent"] == pytest.approx(100.0)
     assert "epsilon 2 per released vector" in result.output
+
+
+def test_wrap_resizes_and_converts_images(tmp_path):
+    from PIL import Image
+
+    model = write_linear_classifier(tmp_path / "model.onnx", num_classes=3)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(3):
+        Image.new("RGB", (9, 7), color=(10 * index, 20, 30)).save(folder / f"{index}.png")
+    result = invoke("wrap", model, "--data", folder, "--size", 4, 4, "--channels", 1,
+                    "-k", 2, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "(3 inputs)" in result.output
+
+
+def test_serve_without_extra_names_the_install(tmp_path, monkeypatch):
+    import sys
+
+    model = write_linear_classifier(tmp_path / "model.onnx", num_classes=3)
+    for name in list(sys.modules):
+        if name.startswith("approxifer_onnx.serving"):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    result = invoke("serve", model, "--port", 0)
+    assert result.exit_code == 1
+    assert "pip install 'approxifer-onnx[serve]'" in result.output
+    assert "Traceback" not in result.output

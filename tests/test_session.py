@@ -163,6 +163,7 @@ def test_get_inputs_and_outputs(tmp_path):
     ({"wait": "all"}, "wait='all' is not a wait policy; choose 'first-k' or 'deadline'"),
     ({"decode": "softmax"}, "decode='softmax' is not supported"),
     ({"timeout": 0}, "timeout must be a positive, finite number of seconds, got timeout=0"),
+    ({"deadline": 0.5}, "deadline=0.5 applies only to wait='deadline', got wait='first-k'"),
     ({"k": 8, "stragglers": 2, "num_workers": 9}, r"needs at least K\+S = 10 workers"),
 ])
 def test_invalid_session_settings(linear_path, kwargs, message):

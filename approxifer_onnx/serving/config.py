@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser as a package
+    import tomli as tomllib
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path

@@ -19,7 +19,7 @@ from .conftest import EXACT_CODE, make_queries
 
 # K = 4, S = 2, N = 6 with worker 1 failing in every call: the five other workers answer, so the
 # decoded outputs are approximate but the same in every run.
-APPROXIMATE_CODE = {"k": 4, "stragglers": 2, "num_workers": 6, "wait": "deadline"}
+APPROXIMATE_CODE = {"k": 4, "stragglers": 2, "num_workers": 6, "nodes": "second-kind-open", "wait": "deadline"}
 FAILING_WORKER = FaultPlan(fail=(1,))
 
 

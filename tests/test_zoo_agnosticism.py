@@ -96,5 +96,5 @@ def test_summary_adds_paper_line_for_resnet18(agnosticism):
     assert lines[0].endswith("| K=8 S=1 | K=8 S=3 |")
     assert lines[2].startswith("| resnet18 | fashion-mnist | 1 | 0.900 | 0.900 |")
     assert lines[3].endswith("| 0.800 [0.790, 0.810] |  |")
-    assert lines[4] == "| paper: ApproxIFER ResNet-18 | fashion-mnist |  |  |  |  | 0.740 | 0.640 |"
+    assert lines[4] == "| paper: ApproxIFER ResNet-18 | Fashion-MNIST |  |  |  |  | 0.740 | 0.640 |"
     assert len(lines) == 5

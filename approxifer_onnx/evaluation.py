@@ -110,7 +110,7 @@ def compute_coded_outputs(
     source[order < 0] = fill
 
     started = time.perf_counter()
-    coded = code.encode(inputs[source].astype(np.float64))  # (G, N, *shape)
+    coded = code.encode(inputs[source])  # (G, N, *shape), float64
     encode_seconds = time.perf_counter() - started
 
     flat = coded.reshape((-1,) + coded.shape[2:])

@@ -88,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Attacks measured only for --more-locators, comma-separated.")
     parser.add_argument("--more-locators", default="subset-search,reed-solomon",
                         help="Locators measured against --more-attacks too.")
+    parser.add_argument("--from-threshold", default="",
+                        help="Locators measured only from two workers below their own required "
+                             "count, comma-separated (saves time on slow locators).")
     parser.add_argument("--extra-workers", type=int, default=2,
                         help="Worker counts measured beyond the paper's N = 2K + 2E - 1.")
     parser.add_argument("--trials-per-group", type=int, default=0,
@@ -217,6 +220,9 @@ def evaluate_code(code, outputs, order, labels, calibration_outputs, args, done,
         ):
             continue
         for locator in parse_list(args.locators):
+            threshold = required_workers(locator, code.k, 0, byzantine)
+            if locator in parse_list(args.from_threshold) and code.num_workers < threshold - 2:
+                continue
             attacks = parse_list(args.attacks)
             if locator in parse_list(args.more_locators):
                 attacks += parse_list(args.more_attacks)

@@ -85,10 +85,10 @@ def run_part(args, part: str, options: list[str], nodes: str) -> Path:
 
 
 def best_node_family(rows: list[dict]) -> str:
-    """Return the family of `NODE_FAMILIES` with the highest mean coded accuracy over all rows."""
+    """Return the all-coded family of `NODE_FAMILIES` with the highest mean coded accuracy."""
     totals = defaultdict(list)
     for row in rows:
-        if row["nodes"] in NODE_FAMILIES:
+        if row["nodes"] in NODE_FAMILIES and row["nodes"] != "systematic":
             totals[row["nodes"]].append(row["accuracy_coded"])
     return max(totals, key=lambda family: sum(totals[family]) / len(totals[family]))
 
@@ -129,9 +129,12 @@ def main(argv=None) -> int:
     nodes = args.nodes or "second-kind-open"
     summary = [f"# Decoding study: {args.name}", ""]
     for part, options in PARTS:
-        if part not in args.parts:
+        prefix = args.output_dir / f"decoding_{args.name}_{part}"
+        if part in args.parts:
+            run_part(args, part, options, nodes)
+        elif not prefix.with_suffix(".json").exists():
             continue
-        prefix = run_part(args, part, options, nodes)
+        # A part not run this time is summarised from its earlier report.
         report = json.loads(prefix.with_suffix(".json").read_text())
         rows = report["rows"]
         if part == "nodes" and args.nodes is None:

@@ -9,11 +9,7 @@ from approxifer_onnx.calibration import fit_node_shift
 from approxifer_onnx.coding import BerrutCode, worker_nodes
 from approxifer_onnx.coding.decoders import decode_with, parse_decoder
 from approxifer_onnx.coding.floater_hormann import floater_hormann_matrix
-from approxifer_onnx.coding.placements import (
-    make_code,
-    shifted_worker_nodes,
-    systematic_worker_nodes,
-)
+from approxifer_onnx.coding.placements import make_code, shifted_worker_nodes
 from approxifer_onnx.evaluation import (
     GridSetting,
     compute_coded_outputs,
@@ -376,9 +372,3 @@ def test_systematic_decoding_exact_when_raw_workers_answer(model, data):
 
     np.testing.assert_allclose(estimates[0], model.predict(inputs[:4])[0], atol=1e-5)
     assert code.exact_queries(raw).all()
-
-
-@pytest.mark.parametrize("k, n", [(8, 8), (4, 8), (1, 2)])
-def test_systematic_nodes_reject_parity_count(k, n):
-    with pytest.raises(ValueError, match=r"systematic nodes need 1 <= N - K <= K - 1 parity"):
-        systematic_worker_nodes(k, n)

@@ -42,10 +42,10 @@ def _command_line() -> str:
 @click.option("--grid", default=PAPER_GRID, show_default=True, metavar="K:S[:N],...",
               help="Codes to evaluate: comma-separated K:S items (N = K + S) or K:S:N items.")
 @click.option("--nodes", multiple=True, metavar="NODES",
-              help="Worker nodes, repeatable: a family (" + ", ".join(NODE_FAMILIES) + "), "
-                   "'all' for every family, 'shift:S' for cos((i + S) pi / N), 'fit' to fit "
-                   "S on the calibration set, or 'systematic' (K workers receive the raw "
-                   f"queries, N - K parity workers sit between them) [default: {DEFAULT_NODE_FAMILY}].")
+              help="Worker nodes, repeatable: 'auto' (systematic when N - K <= K - 1, else "
+                   "second-kind-open), a family (" + ", ".join(NODE_FAMILIES) + "), 'all' for "
+                   "every family, 'shift:S' for cos((i + S) pi / N), or 'fit' to fit S on the "
+                   f"calibration set [default: {DEFAULT_NODE_FAMILY}].")
 @click.option("--wait", "waits", multiple=True, metavar="POLICY",
               help="Wait policy, repeatable: 'first-k' (decode from K random results, so "
                    "exactly S stragglers per group when N = K + S: the worst case), "

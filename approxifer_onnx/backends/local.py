@@ -11,22 +11,33 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import numbers
 import os
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from ..exceptions import NotEnoughResultsError
-from ..faults import NO_FAULT, FaultPlan, RunCancelledError, WorkerFault, apply_fault
+from ..faults import FaultPlan, RunCancelledError, WorkerFault, apply_fault
+from ._common import (
+    BackendMixin,
+    CallClock,
+    TaskThread,
+    WorkerReply,
+    check_enough,
+    check_faults,
+    check_num_workers,
+    check_outputs,
+    collect_replies,
+    draw_faults,
+    log_failure,
+    log_late,
+)
 from .base import GatherResult
 
 __all__ = ["LocalBackend"]
@@ -64,56 +75,29 @@ class _Task:
 
 
 @dataclass(frozen=True)
-class _Reply:
+class _Reply(WorkerReply):
     call_id: int
-    worker: int
-    outputs: list[np.ndarray] | None  # None when the run failed
-    error: str | None
-    finished: float  # time.monotonic() at the end of the run
 
 
-class _Worker:
+class _Worker(TaskThread):
     """One onnxruntime session served by one thread."""
 
     def __init__(self, index: int, model: Any, session: Any):
         self.index = index
         self._model = model
         self._session = session
-        self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
-        self._pending = 0  # tasks submitted and not yet finished
-        self._idle = threading.Condition()
-        self._thread = threading.Thread(target=self._serve, name=f"approxifer-worker-{index}", daemon=True)
-        self._thread.start()
-
-    def submit(self, task: _Task) -> None:
-        with self._idle:
-            self._pending += 1
-        self._tasks.put(task)
-
-    def wait_idle(self, timeout: float | None) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def stop(self) -> None:
-        self._tasks.put(None)
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        super().__init__(name=f"approxifer-worker-{index}")
 
     def _serve(self) -> None:
-        while (task := self._tasks.get()) is not None:
-            try:
-                task.replies.put(self._execute(task))
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+        super()._serve()
         self._session = None
 
     def _execute(self, task: _Task) -> _Reply:
+        def reply(outputs: list[np.ndarray] | None, error: str | None, finished: float) -> _Reply:
+            return _Reply(self.index, outputs, error, finished, task.call_id)
+
         if task.cancelled.is_set():
-            return _Reply(task.call_id, self.index, None, "cancelled before it started", time.monotonic())
+            return reply(None, "cancelled before it started", time.monotonic())
 
         def run_model() -> list[np.ndarray]:
             outputs = self._model.run(self._session, task.inputs, task.output_names, task.run_options)
@@ -122,22 +106,22 @@ class _Worker:
         try:
             outputs = apply_fault(task.fault, run_model, task.cancelled)
         except RunCancelledError as error:
-            return _Reply(task.call_id, self.index, None, str(error), time.monotonic())
+            return reply(None, str(error), time.monotonic())
         except Exception as error:  # the thread must survive any failure of a run and report it
             if task.cancelled.is_set():
                 reason = "cancelled: the run was terminated"
             else:
                 reason = f"{type(error).__name__}: {error}"
-            return _Reply(task.call_id, self.index, None, reason, time.monotonic())
+            return reply(None, reason, time.monotonic())
 
         finished = time.monotonic()
-        reason = _check_outputs(outputs, rows=len(task.inputs))
+        reason = check_outputs(outputs, rows=len(task.inputs))
         if reason is not None:
-            return _Reply(task.call_id, self.index, None, reason, finished)
-        return _Reply(task.call_id, self.index, outputs, None, finished)
+            return reply(None, reason, finished)
+        return reply(outputs, None, finished)
 
 
-class LocalBackend:
+class LocalBackend(BackendMixin):
     """N workers as threads in this process, each with its own onnxruntime session.
 
     Worker i runs ``queries[:, i]`` of a `gather` call as one batch. Calls from several threads
@@ -174,13 +158,9 @@ class LocalBackend:
         rng: np.random.Generator | int | None = None,
         intra_op_threads: int | None = None,
     ):
-        if not isinstance(num_workers, numbers.Integral) or isinstance(num_workers, bool):
-            raise TypeError(f"num_workers must be an int, got {num_workers!r}")
-        if num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got num_workers={num_workers}")
-        self._num_workers = int(num_workers)
+        self._num_workers = check_num_workers(num_workers)
         self._query_shape = getattr(model, "query_shape", None)  # checked in gather when known
-        self._faults = self._check_faults(faults)
+        self._faults = check_faults(faults, self._num_workers)
         self._rng = np.random.default_rng(rng)
         threads = _default_intra_op_threads(self._num_workers) if intra_op_threads is None else intra_op_threads
         if not isinstance(threads, numbers.Integral) or isinstance(threads, bool) or threads < 1:
@@ -199,22 +179,6 @@ class LocalBackend:
             self.close()
             raise
         logger.info("started %d local workers with %d intra-op threads each", self._num_workers, threads)
-
-    @property
-    def num_workers(self) -> int:
-        """N, the number of workers."""
-        return self._num_workers
-
-    @property
-    def faults(self) -> FaultPlan | None:
-        """The injected faults; setting a new plan takes effect from the next `gather`."""
-        return self._faults
-
-    @faults.setter
-    def faults(self, plan: FaultPlan | None) -> None:
-        checked = self._check_faults(plan)
-        with self._lock:
-            self._faults = checked
 
     def gather(
         self,
@@ -262,12 +226,9 @@ class LocalBackend:
         RuntimeError
             When the backend is closed.
         """
-        queries = self._check_queries(queries)
-        names = _check_output_names(output_names)
-        needed = self._check_needed(needed)
-        timeout = _check_seconds("timeout", timeout)
-        if collect_for is not None:
-            collect_for = _check_seconds("collect_for", collect_for, allow_zero=True)
+        queries, names, needed, timeout, collect_for = self._check_gather_arguments(
+            queries, output_names, needed, timeout, collect_for
+        )
 
         with self._lock:
             if self._closed:
@@ -317,17 +278,6 @@ class LocalBackend:
                 )
         logger.info("closed %d local workers", self._num_workers)
 
-    def __enter__(self) -> LocalBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _gather(
         self,
         queries: np.ndarray,
@@ -336,13 +286,11 @@ class LocalBackend:
         timeout: float,
         collect_for: float | None,
     ) -> GatherResult:
-        start = time.monotonic()
-        deadline = start + timeout
-        collect_until = None if collect_for is None else min(start + collect_for, deadline)
+        clock = CallClock.start_now(timeout, collect_for)
         call_id = next(self._call_ids)
 
         # Dispatch: one task per worker, all replying to a queue that only this call reads.
-        faults = self._faults.draw(self._num_workers, self._rng) if self._faults else [NO_FAULT] * self._num_workers
+        faults = draw_faults(self._faults, self._num_workers, self._rng)
         replies: queue.SimpleQueue[_Reply] = queue.SimpleQueue()
         tasks = [
             _Task(call_id, np.ascontiguousarray(queries[:, index]), names, faults[index], replies)
@@ -352,100 +300,33 @@ class LocalBackend:
         for worker, task in zip(self._workers, tasks):
             worker.submit(task)
 
+        def next_replies(wait: float) -> Iterable[_Reply]:
+            try:
+                reply = replies.get(timeout=wait)
+            except queue.Empty:
+                return ()
+            if reply.call_id != call_id:
+                # Unreachable while each call has its own queue; it keeps a stale result out if
+                # queues are ever shared.
+                logger.debug("call %d: dropped a reply of call %d", call_id, reply.call_id)
+                return ()
+            return (reply,)
+
+        def on_failure(worker: int, reason: str) -> None:
+            log_failure(logger, call_id, worker, reason, faults[worker])
+
         try:
-            result = self._collect(replies, call_id, faults, start, needed, deadline, collect_until)
+            result = collect_replies(next_replies, self._num_workers, needed, clock, on_failure)
+            result.wall_time = clock.elapsed()
         finally:
             # Stop the runs still going. Cancelling a task that already finished has no effect.
             for task in tasks:
                 task.cancel()
             self._current = []
 
-        if result.late:
-            logger.info("call %d: workers %s were late and are cancelled", call_id, list(result.late))
-        if len(result.outputs) < needed:
-            raise NotEnoughResultsError(
-                len(result.outputs), self._num_workers, needed, timeout, result.failed, result.late
-            )
+        log_late(logger, call_id, result.late)
+        check_enough(result, self._num_workers, needed, timeout)
         return result
-
-    def _collect(
-        self,
-        replies: queue.SimpleQueue,
-        call_id: int,
-        faults: list[WorkerFault],
-        start: float,
-        needed: int,
-        deadline: float,
-        collect_until: float | None,
-    ) -> GatherResult:
-        # Take replies until enough arrived and the collection window ended, until `needed` became
-        # unreachable, or until the deadline. The workers without a reply by then are late.
-        result = GatherResult()
-        running = set(range(self._num_workers))
-        while running:
-            now = time.monotonic()
-            enough = len(result.outputs) >= needed
-            if enough and (collect_until is None or now >= collect_until):
-                break
-            if len(result.outputs) + len(running) < needed:
-                break
-
-            stop_at = min(deadline, collect_until) if enough else deadline
-            if stop_at <= now:
-                break
-            try:
-                reply = replies.get(timeout=stop_at - now)
-            except queue.Empty:
-                continue
-
-            if reply.call_id != call_id:
-                # Unreachable while each call has its own queue; it keeps a stale result out if
-                # queues are ever shared.
-                logger.debug("call %d: dropped a reply of call %d", call_id, reply.call_id)
-                continue
-            running.discard(reply.worker)
-            result.elapsed[reply.worker] = reply.finished - start
-            if reply.error is None:
-                result.outputs[reply.worker] = reply.outputs
-            else:
-                result.failed[reply.worker] = reply.error
-                _log_failure(call_id, reply.worker, reply.error, faults[reply.worker])
-
-        result.late = tuple(sorted(running))
-        result.wall_time = time.monotonic() - start
-        return result
-
-    def _check_faults(self, plan: FaultPlan | None) -> FaultPlan | None:
-        if plan is None:
-            return None
-        if not isinstance(plan, FaultPlan):
-            raise TypeError(f"faults must be a FaultPlan or None, got {type(plan).__name__}; "
-                            "use FaultPlan.parse(text) for the text form")
-        plan.validate(self._num_workers)
-        return plan
-
-    def _check_queries(self, queries: np.ndarray) -> np.ndarray:
-        queries = np.asarray(queries)
-        if not np.issubdtype(queries.dtype, np.floating):
-            raise TypeError(f"queries must be a floating-point array, got dtype {queries.dtype}")
-        if queries.ndim < 2 or queries.shape[0] < 1 or queries.shape[1] != self._num_workers:
-            raise ValueError(
-                f"queries must have shape (G, N, *query_shape) with G >= 1 and N = num_workers = "
-                f"{self._num_workers}, got shape {queries.shape}"
-            )
-        if self._query_shape is not None and queries.shape[2:] != tuple(self._query_shape):
-            raise ValueError(
-                f"queries must have shape (G, N, *query_shape) with the model's query_shape "
-                f"{tuple(self._query_shape)}, got shape {queries.shape}"
-            )
-        return queries
-
-    def _check_needed(self, needed: int) -> int:
-        if not isinstance(needed, numbers.Integral) or isinstance(needed, bool):
-            raise TypeError(f"needed must be an int, got {needed!r}")
-        if not 1 <= needed <= self._num_workers:
-            raise ValueError(f"needed must satisfy 1 <= needed <= num_workers={self._num_workers}, got {needed}")
-        return int(needed)
 
 
 def _default_intra_op_threads(num_workers: int) -> int:
@@ -455,38 +336,3 @@ def _default_intra_op_threads(num_workers: int) -> int:
     else:
         cpus = os.cpu_count() or 1
     return max(1, cpus // num_workers)
-
-
-def _check_outputs(outputs: list[np.ndarray], rows: int) -> str | None:
-    # Returns why the outputs of a run are unusable, or None when they are valid.
-    for position, output in enumerate(outputs):
-        if output.ndim == 0 or output.shape[0] != rows:
-            return f"output {position} has shape {output.shape}, expected ({rows}, ...)"
-        if not np.isfinite(output).all():
-            return f"output {position} contains non-finite values"
-    return None
-
-
-def _check_output_names(output_names: Sequence[str] | None) -> list[str] | None:
-    if output_names is None:
-        return None
-    if isinstance(output_names, str) or not all(isinstance(name, str) for name in output_names):
-        raise TypeError(f"output_names must be a sequence of names or None, got {output_names!r}; "
-                        "for one output write [name]")
-    return list(output_names)
-
-
-def _check_seconds(name: str, value: float, *, allow_zero: bool = False) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        rule = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {rule} seconds, got {name}={value!r}")
-    return value
-
-
-def _log_failure(call_id: int, worker: int, reason: str, fault: WorkerFault) -> None:
-    # Injected faults are expected, so they log at INFO; real failures are warnings.
-    level = logging.INFO if fault.is_fault else logging.WARNING
-    logger.log(level, "call %d: worker %d failed: %s", call_id, worker, reason)

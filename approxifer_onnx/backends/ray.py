@@ -21,20 +21,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import numbers
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
-from ..exceptions import NotEnoughResultsError
-from ..faults import NO_FAULT, FaultPlan, WorkerFault, apply_fault
+from ..faults import FaultPlan, WorkerFault, apply_fault
+from ._common import (
+    BackendMixin,
+    CallClock,
+    WorkerReply,
+    check_enough,
+    check_faults,
+    check_num_workers,
+    check_outputs,
+    collect_replies,
+    draw_faults,
+    log_failure,
+    log_late,
+)
 from .base import GatherResult
 
 __all__ = ["RayBackend", "import_ray", "start_local_ray"]
@@ -140,7 +150,7 @@ class _RayWorker:
             raise
 
 
-class RayBackend:
+class RayBackend(BackendMixin):
     """N workers as async Ray actors, each with its own onnxruntime session.
 
     Worker i runs ``queries[:, i]`` of a `gather` call as one batch. Calls from several threads
@@ -184,17 +194,14 @@ class RayBackend:
         max_restarts: int = -1,
         providers: Sequence[Any] | None = None,
     ):
-        if not isinstance(num_workers, numbers.Integral) or isinstance(num_workers, bool):
-            raise TypeError(f"num_workers must be an int, got {num_workers!r}")
-        if num_workers < 1:
-            raise ValueError(f"num_workers must be >= 1, got num_workers={num_workers}")
+        num_workers = check_num_workers(num_workers)
         if not isinstance(num_cpus, numbers.Real) or isinstance(num_cpus, bool) or not num_cpus >= 0:
             raise ValueError(f"num_cpus must be a number >= 0, got num_cpus={num_cpus!r}")
         if not isinstance(max_restarts, numbers.Integral) or max_restarts < -1:
             raise ValueError(f"max_restarts must be an int >= -1 (-1: always restart), got {max_restarts!r}")
-        self._num_workers = int(num_workers)
+        self._num_workers = num_workers
         self._query_shape = getattr(model, "query_shape", None)
-        self._faults = self._check_faults(faults)
+        self._faults = check_faults(faults, self._num_workers)
         self._rng = np.random.default_rng(rng)
         self._lock = threading.Lock()
         self._closed = False
@@ -233,22 +240,6 @@ class RayBackend:
             raise
         logger.info("started %d Ray actors with num_cpus=%g each", self._num_workers, num_cpus)
 
-    @property
-    def num_workers(self) -> int:
-        """N, the number of workers."""
-        return self._num_workers
-
-    @property
-    def faults(self) -> FaultPlan | None:
-        """The injected faults; setting a new plan takes effect from the next `gather`."""
-        return self._faults
-
-    @faults.setter
-    def faults(self, plan: FaultPlan | None) -> None:
-        checked = self._check_faults(plan)
-        with self._lock:
-            self._faults = checked
-
     def kill_worker(self, index: int, *, restart: bool = True) -> None:
         """Kill the process of actor `index`, as a crash would.
 
@@ -283,16 +274,14 @@ class RayBackend:
         RuntimeError
             When the backend is closed.
         """
-        queries = self._check_queries(queries)
-        names = None if output_names is None else list(output_names)
-        if not isinstance(needed, numbers.Integral) or not 1 <= needed <= self._num_workers:
-            raise ValueError(f"needed must satisfy 1 <= needed <= num_workers={self._num_workers}, got {needed!r}")
-        if not isinstance(timeout, numbers.Real) or not (timeout > 0 and math.isfinite(timeout)):
-            raise ValueError(f"timeout must be finite and > 0 seconds, got timeout={timeout!r}")
+        queries, names, needed, timeout, collect_for = self._check_gather_arguments(
+            queries, output_names, needed, timeout, collect_for
+        )
+
         with self._lock:
             if self._closed:
                 raise RuntimeError("RayBackend is closed; create a new backend to run more calls")
-            return self._gather(queries, names, int(needed), float(timeout), collect_for)
+            return self._gather(queries, names, needed, timeout, collect_for)
 
     def close(self) -> None:
         """Kill every actor, and shut Ray down if this backend started or joined it."""
@@ -308,17 +297,6 @@ class RayBackend:
             self._ray.shutdown()
         logger.info("closed %d Ray actors", self._num_workers)
 
-    def __enter__(self) -> RayBackend:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def _gather(
         self,
         queries: np.ndarray,
@@ -328,55 +306,37 @@ class RayBackend:
         collect_for: float | None,
     ) -> GatherResult:
         ray = self._ray
-        start = time.monotonic()
-        deadline = start + timeout
-        collect_until = None if collect_for is None else min(start + collect_for, deadline)
+        clock = CallClock.start_now(timeout, collect_for)
         self._call_ids += 1
         call_id = self._call_ids
 
         # Dispatch: one call per actor with its drawn fault.
-        faults = self._faults.draw(self._num_workers, self._rng) if self._faults else [NO_FAULT] * self._num_workers
-        pending = {}
+        faults = draw_faults(self._faults, self._num_workers, self._rng)
+        pending = {}  # object reference of a call still running -> worker index
         for index, (actor, fault) in enumerate(zip(self._actors, faults)):
             batch = np.ascontiguousarray(queries[:, index])
             reference = actor.run.remote(batch, names, fault.kind.value, fault.delay)
             pending[reference] = index
 
-        result = GatherResult()
-        while pending:
-            now = time.monotonic()
-            enough = len(result.outputs) >= needed
-            if enough and (collect_until is None or now >= collect_until):
-                break
-            if len(result.outputs) + len(pending) < needed:
-                break  # the actors still running can no longer make up `needed`
-            stop_at = min(deadline, collect_until) if enough else deadline
-            if stop_at <= now:
-                break
-
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=stop_at - now)
+        def next_replies(wait: float) -> Iterator[WorkerReply]:
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=wait)
             for reference in ready:
                 index = pending.pop(reference)
-                result.elapsed[index] = time.monotonic() - start
+                finished = time.monotonic()
                 outputs, error = self._fetch(reference, len(queries))
-                if error is None:
-                    result.outputs[index] = outputs
-                else:
-                    result.failed[index] = error
-                    level = logging.INFO if faults[index].is_fault else logging.WARNING
-                    logger.log(level, "call %d: worker %d failed: %s", call_id, index, error)
+                yield WorkerReply(index, outputs, error, finished)
+
+        def on_failure(worker: int, reason: str) -> None:
+            log_failure(logger, call_id, worker, reason, faults[worker])
+
+        result = collect_replies(next_replies, self._num_workers, needed, clock, on_failure)
 
         # Cancel the calls still running; async actors stop them at once.
         for reference in pending:
             ray.cancel(reference)
-        result.late = tuple(sorted(pending.values()))
-        result.wall_time = time.monotonic() - start
-        if result.late:
-            logger.info("call %d: workers %s were late and are cancelled", call_id, list(result.late))
-        if len(result.outputs) < needed:
-            raise NotEnoughResultsError(
-                len(result.outputs), self._num_workers, needed, timeout, result.failed, result.late
-            )
+        result.wall_time = clock.elapsed()
+        log_late(logger, call_id, result.late)
+        check_enough(result, self._num_workers, needed, timeout)
         return result
 
     def _fetch(self, reference: Any, rows: int) -> tuple[list[np.ndarray] | None, str | None]:
@@ -393,37 +353,10 @@ class RayBackend:
             return None, f"{type(cause).__name__}: {cause}"
 
         outputs = [np.asarray(output, dtype=np.float64) for output in outputs]
-        for position, output in enumerate(outputs):
-            if output.ndim == 0 or output.shape[0] != rows:
-                return None, f"output {position} has shape {output.shape}, expected ({rows}, ...)"
-            if not np.isfinite(output).all():
-                return None, f"output {position} contains non-finite values"
+        reason = check_outputs(outputs, rows)
+        if reason is not None:
+            return None, reason
         return outputs, None
-
-    def _check_faults(self, plan: FaultPlan | None) -> FaultPlan | None:
-        if plan is None:
-            return None
-        if not isinstance(plan, FaultPlan):
-            raise TypeError(f"faults must be a FaultPlan or None, got {type(plan).__name__}; "
-                            "use FaultPlan.parse(text) for the text form")
-        plan.validate(self._num_workers)
-        return plan
-
-    def _check_queries(self, queries: np.ndarray) -> np.ndarray:
-        queries = np.asarray(queries)
-        if not np.issubdtype(queries.dtype, np.floating):
-            raise TypeError(f"queries must be a floating-point array, got dtype {queries.dtype}")
-        if queries.ndim < 2 or queries.shape[0] < 1 or queries.shape[1] != self._num_workers:
-            raise ValueError(
-                f"queries must have shape (G, N, *query_shape) with G >= 1 and N = num_workers = "
-                f"{self._num_workers}, got shape {queries.shape}"
-            )
-        if self._query_shape is not None and queries.shape[2:] != tuple(self._query_shape):
-            raise ValueError(
-                f"queries must have shape (G, N, *query_shape) with the model's query_shape "
-                f"{tuple(self._query_shape)}, got shape {queries.shape}"
-            )
-        return queries
 
 
 def _model_bytes(model: Any) -> tuple[bytes, list | None]:

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from ..backends._common import CallClock, TaskThread, WorkerReply, check_enough, collect_replies
 from ..backends.base import GatherResult
-from ..exceptions import NotEnoughResultsError
 from ..faults import RunCancelledError, WorkerFault, apply_fault
 from ..model import OnnxModel
 
@@ -80,43 +80,20 @@ class Run:
         self.run_options.terminate = True
 
 
-class _PoolWorker:
+class _PoolWorker(TaskThread):
     def __init__(self, index: int, model: OnnxModel, session: ort.InferenceSession):
         self.index = index
         self.native_id: int | None = None
         self._model = model
         self._session = session
-        self._runs: queue.SimpleQueue[Run | None] = queue.SimpleQueue()
-        self._pending = 0
-        self._idle = threading.Condition()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name=f"bench-worker-{index}", daemon=True)
-        self._thread.start()
+        super().__init__(name=f"bench-worker-{index}")
         self._ready.wait()
-
-    def submit(self, run: Run) -> None:
-        with self._idle:
-            self._pending += 1
-        self._runs.put(run)
-
-    def wait_idle(self, timeout: float | None) -> bool:
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
-
-    def stop(self, timeout: float) -> None:
-        self._runs.put(None)
-        self._thread.join(timeout)
 
     def _serve(self) -> None:
         self.native_id = threading.get_native_id()
         self._ready.set()
-        while (run := self._runs.get()) is not None:
-            try:
-                run.replies.put(self._execute(run))
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+        super()._serve()
 
     def _execute(self, run: Run) -> Reply:
         def reply(output: np.ndarray | None, error: str | None) -> Reply:
@@ -188,7 +165,8 @@ class WorkerPool:
     def close(self) -> None:
         """Stop every worker thread."""
         for worker in self._workers:
-            worker.stop(timeout=10.0)
+            worker.stop()
+            worker.join(timeout=10.0)
         self._workers = []
 
     def __enter__(self) -> WorkerPool:
@@ -235,9 +213,7 @@ class PoolBackend:
     def gather(self, queries, output_names=None, *, needed, timeout, collect_for=None) -> GatherResult:
         """Send ``queries[:, i]`` to pool worker i and collect results like `LocalBackend.gather`."""
         del output_names  # the pool returns the model's first decodable output
-        start = time.monotonic()
-        deadline = start + timeout
-        collect_until = None if collect_for is None else min(start + collect_for, deadline)
+        clock = CallClock.start_now(timeout, collect_for)
         workers = list(range(self._num_workers))
         replies: queue.SimpleQueue[Reply] = queue.SimpleQueue()
         runs = [
@@ -245,38 +221,21 @@ class PoolBackend:
             for worker, fault in zip(workers, self._draw_faults(workers))
         ]
 
-        result = GatherResult()
-        running = set(workers)
+        def next_replies(wait: float) -> tuple[WorkerReply, ...]:
+            try:
+                reply = replies.get(timeout=wait)
+            except queue.Empty:
+                return ()
+            outputs = None if reply.output is None else [reply.output]
+            return (WorkerReply(reply.worker, outputs, reply.error, reply.finished),)
+
         try:
-            while running:
-                now = time.monotonic()
-                enough = len(result.outputs) >= needed
-                if enough and (collect_until is None or now >= collect_until):
-                    break
-                if len(result.outputs) + len(running) < needed:
-                    break
-                stop_at = min(deadline, collect_until) if enough else deadline
-                if stop_at <= now:
-                    break
-                try:
-                    reply = replies.get(timeout=stop_at - now)
-                except queue.Empty:
-                    continue
-                running.discard(reply.worker)
-                result.elapsed[reply.worker] = reply.finished - start
-                if reply.output is None:
-                    result.failed[reply.worker] = reply.error
-                else:
-                    result.outputs[reply.worker] = [reply.output]
+            result = collect_replies(next_replies, self._num_workers, needed, clock)
         finally:
             for run in runs:
                 run.cancel()
-        result.late = tuple(sorted(running))
-        result.wall_time = time.monotonic() - start
-        if len(result.outputs) < needed:
-            raise NotEnoughResultsError(
-                len(result.outputs), self._num_workers, needed, timeout, result.failed, result.late
-            )
+        result.wall_time = clock.elapsed()
+        check_enough(result, self._num_workers, needed, timeout)
         return result
 
     def close(self) -> None:

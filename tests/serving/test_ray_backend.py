@@ -97,3 +97,24 @@ def test_http_server_on_ray_backend(ray_backend_module, onnx_model):
     assert response.json()["parameters"]["coding"] == "exact"
     logits = np.asarray(response.json()["outputs"][0]["data"]).reshape(5, 10)
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ray_gather_rejects_invalid_arguments(ray_backend_module, onnx_model):
+    # RayBackend checks its arguments with the same rules and messages as LocalBackend.
+    queries = np.zeros((2, 6, 1, 4, 4))
+    with ray_backend_module.RayBackend(onnx_model, 6) as backend:
+        with pytest.raises(TypeError, match="needed must be an int, got True"):
+            backend.gather(queries, needed=True, timeout=1.0)
+        with pytest.raises(ValueError, match=r"needed must satisfy 1 <= needed <= num_workers=6, got 7"):
+            backend.gather(queries, needed=7, timeout=1.0)
+        with pytest.raises(ValueError, match=r"N = num_workers = 6, got shape \(2, 5, 1, 4, 4\)"):
+            backend.gather(queries[:, :5], needed=4, timeout=1.0)
+        with pytest.raises(ValueError, match="timeout must be finite and > 0 seconds, got timeout=0.0"):
+            backend.gather(queries, needed=4, timeout=0)
+        with pytest.raises(ValueError, match="collect_for must be finite and >= 0 seconds, got collect_for=-1.0"):
+            backend.gather(queries, needed=4, timeout=1.0, collect_for=-1)
+        with pytest.raises(TypeError, match=r"output_names must be a sequence of names or None, got 'logits'"):
+            backend.gather(queries, "logits", needed=4, timeout=1.0)
+        with pytest.raises(TypeError, match="faults must be a FaultPlan or None, got str; use FaultPlan.parse"):
+            backend.faults = "fail=1"
+        assert backend.faults is None

@@ -290,7 +290,11 @@ def write_report(prefix: str | Path, report: dict) -> list[Path]:
         writer.writeheader()
         writer.writerows(rows)
 
-    metadata = [f"- {key}: {value}" for key, value in report.items() if key != "rows"]
+    metadata = [
+        f"- {key}: {value}"
+        for key, value in report.items()
+        if key != "rows" and value is not None
+    ]
     markdown_path.write_text("\n".join(metadata) + "\n\n" + markdown_table(rows))
     plot_accuracy(rows, png_path, title=str(report.get("title", "")))
     return paths

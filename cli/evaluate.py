@@ -147,6 +147,8 @@ def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, g
         "rows": rows,
     }
     prefix = output_prefix or Path(f"{model.stem}_evaluation")
+    if prefix.suffix.lower() in (".md", ".csv", ".json", ".png"):
+        prefix = prefix.with_suffix("")  # --output report.md names the prefix, not one file
     paths = write_report(prefix, report)
 
     from approxifer_onnx.report import markdown_table

@@ -121,3 +121,14 @@ def test_evaluate_needs_labels(tmp_path):
 
     assert result.exit_code == 1
     assert "has no labels; evaluate needs a labelled data set" in result.output
+
+
+def test_evaluate_output_with_suffix_names_the_prefix(files, tmp_path):
+    model, data = files
+    result = invoke("evaluate", model, "--data", data, "--no-scale", "--grid", "4:1",
+                    "--output", tmp_path / "report.md", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report.md").exists()
+    assert (tmp_path / "report.json").exists()
+    assert not (tmp_path / "report.md.md").exists()
+    assert "None" not in (tmp_path / "report.md").read_text()

@@ -2,6 +2,8 @@
 
 from .berrut import alternating_signs, berrut_matrix
 from .code import BerrutCode
+from .decoders import DECODERS, decode_with
+from .floater_hormann import floater_hormann_matrix
 from .locators import (
     LOCATORS,
     LocateResult,
@@ -13,6 +15,7 @@ from .locators import (
     required_results,
     required_workers,
 )
+from .placements import make_code
 from .nodes import (
     AUTO,
     DEFAULT_NODE_FAMILY,
@@ -27,6 +30,7 @@ __all__ = [
     "DEFAULT_NODE_FAMILY",
     "LOCATORS",
     "NODE_FAMILIES",
+    "DECODERS",
     "BerrutCode",
     "LocateResult",
     "Locator",
@@ -34,8 +38,11 @@ __all__ = [
     "berrut_matrix",
     "calibrate_tolerance",
     "check_num_workers",
+    "decode_with",
     "denominator_values",
+    "floater_hormann_matrix",
     "locate",
+    "make_code",
     "query_nodes",
     "required_results",
     "required_workers",

@@ -93,11 +93,13 @@ def compute_coded_outputs(
     output_name: str | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    privacy=None,
 ) -> CodedOutputs:
     """Group `inputs` at random by K, encode each group and run the model on all coded queries.
 
     The last group is filled with randomly chosen inputs that are not scored, so each input
-    counts once.
+    counts once. With a `PrivacyPolicy` as `privacy`, the coded queries (placement "queries")
+    or the worker outputs (placement "outputs") are clipped and noised as a session would.
     """
     count = len(inputs)
     k = code.k
@@ -112,6 +114,8 @@ def compute_coded_outputs(
     started = time.perf_counter()
     coded = code.encode(inputs[source])  # (G, N, *shape), float64
     encode_seconds = time.perf_counter() - started
+    if privacy is not None:
+        coded = privacy.prepare_queries(coded)
 
     flat = coded.reshape((-1,) + coded.shape[2:])
     started = time.perf_counter()
@@ -125,6 +129,8 @@ def compute_coded_outputs(
     )
     model_seconds = time.perf_counter() - started
     outputs = outputs.reshape((groups, code.num_workers) + outputs.shape[1:])
+    if privacy is not None:
+        outputs = privacy.release_outputs(outputs)
     return CodedOutputs(code, order, outputs, model_seconds, encode_seconds)
 
 
@@ -441,6 +447,7 @@ def evaluate_grid(
     calibration_inputs: np.ndarray | None = None,
     batch_size: int = 256,
     progress: bool = False,
+    privacy=None,
 ) -> list[ProtocolResult]:
     """Run `evaluate_protocol` over a grid of codes, node families, wait policies and decoders.
 
@@ -469,6 +476,9 @@ def evaluate_grid(
     confidence : float in (0, 1)
     calibration_inputs : ndarray, shape (M, *shape), optional
         Unlabeled inputs, needed when `nodes` contains "fit".
+    privacy : PrivacyPolicy, optional
+        Noise on the coded queries or the worker outputs, see `compute_coded_outputs`. The base
+        accuracy stays that of the model without noise.
 
     Returns
     -------
@@ -505,7 +515,8 @@ def evaluate_grid(
         code = make_code(setting.k, setting.stragglers, num_workers=setting.num_workers,
                          nodes=family)
         coded_outputs = [
-            compute_coded_outputs(model, inputs, code, rng=rng, batch_size=batch_size)
+            compute_coded_outputs(model, inputs, code, rng=rng, batch_size=batch_size,
+                                  privacy=privacy)
             for _ in range(passes)
         ]
         for wait, probability in policies:

@@ -15,6 +15,7 @@ from approxifer_onnx.evaluation import PAPER_GRID
 from approxifer_onnx.report import PUBLISHED_RESNET18
 
 from .main import data_options, load_data, report_user_errors
+from .privacy import privacy_options, privacy_summary, session_privacy_kwargs
 
 __all__ = ["register"]
 
@@ -82,10 +83,12 @@ def _command_line() -> str:
               help="onnxruntime execution provider, in order of preference; repeatable.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar over the grid.")
+@privacy_options
 @report_user_errors
 def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, grid, nodes, waits, decodes,
              decoders, passes, seed, confidence, calibration_data, calibration_split,
-             calibration_size, published, output_prefix, batch_size, providers, progress):
+             calibration_size, published, output_prefix, batch_size, providers, progress,
+             dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed):
     """Measure base and coded accuracy of MODEL with simulated stragglers over a grid of codes.
 
     Each pass splits the labelled data into random groups of K, encodes every group into N
@@ -95,9 +98,15 @@ def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, g
     """
     from approxifer_onnx.evaluation import evaluate_grid, parse_grid
     from approxifer_onnx.model import OnnxModel
+    from approxifer_onnx.privacy import PrivacyPolicy
     from approxifer_onnx.report import published_accuracy, write_report
 
     settings = parse_grid(grid)
+    privacy_kwargs = session_privacy_kwargs(dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed)
+    policy = None
+    if privacy_kwargs:
+        policy = PrivacyPolicy(privacy_kwargs["privacy"], privacy_kwargs["privacy_placement"],
+                               privacy_kwargs["privacy_budget"])
     node_specifications = _expand_nodes(nodes)
     dataset = load_data(data_path, split, limit, scale, mean, std, size, channels)
     if dataset.labels is None:
@@ -116,7 +125,7 @@ def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, g
         nodes=node_specifications, waits=list(waits) or ["first-k"],
         decodes=list(decodes) or ["logits"], decoders=list(decoders) or ["berrut"],
         passes=passes, rng=seed, confidence=confidence, calibration_inputs=calibration,
-        batch_size=batch_size, progress=progress,
+        batch_size=batch_size, progress=progress, privacy=policy,
     )
 
     rows = []
@@ -140,6 +149,7 @@ def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, g
                         f"{calibration_size} inputs of {calibration_data or data_path or 'default data'} "
                         f"({calibration_split} split)"),
         "published": published,
+        "privacy": privacy_summary(privacy_kwargs, None if policy is None else policy.accountant),
         "command": _command_line(),
         "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                     f"providers {', '.join(onnx_model.active_providers)}",

@@ -132,3 +132,22 @@ def test_evaluate_output_with_suffix_names_the_prefix(files, tmp_path):
     assert (tmp_path / "report.json").exists()
     assert not (tmp_path / "report.md.md").exists()
     assert "None" not in (tmp_path / "report.md").read_text()
+
+
+def test_evaluate_with_privacy_noise_lowers_agreement(files, tmp_path):
+    model, data = files
+    clean = invoke("evaluate", model, "--data", data, "--no-scale", "--grid", "4:1",
+                   "--output", tmp_path / "clean", "--no-progress")
+    noisy = invoke("evaluate", model, "--data", data, "--no-scale", "--grid", "4:1",
+                   "--dp-epsilon", "0.01", "--dp-bounds", "-5,5", "--dp-seed", "0",
+                   "--output", tmp_path / "noisy", "--no-progress")
+    assert clean.exit_code == 0, clean.output
+    assert noisy.exit_code == 0, noisy.output
+    clean_report = json.loads((tmp_path / "clean.json").read_text())
+    noisy_report = json.loads((tmp_path / "noisy.json").read_text())
+    assert noisy_report["privacy"]["placement"] == "outputs"
+    assert noisy_report["privacy"]["epsilon_spent"] > 0
+    assert clean_report.get("privacy") is None
+    # The base accuracy has no noise; the coded one is drowned in it at epsilon 0.01.
+    assert noisy_report["rows"][0]["accuracy_centralized"] == clean_report["rows"][0]["accuracy_centralized"]
+    assert noisy_report["rows"][0]["agreement"] < clean_report["rows"][0]["agreement"]

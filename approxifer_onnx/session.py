@@ -29,7 +29,7 @@ WAIT_POLICIES = {
     "deadline": "decode from all results that arrive before the deadline (at least K)",
 }
 
-#: What the decoder interpolates.
+#: Spaces the decoder can interpolate in: raw model outputs or their softmax.
 DECODE_SPACES = ("logits", "probabilities")
 
 
@@ -84,7 +84,7 @@ class RunReport:
     wall_time : float
         Seconds from the call's start to its decoded outputs.
     worker_times : dict of int to float
-        Seconds each answering worker took.
+        Seconds each worker that returned a result took.
     """
 
     groups: tuple[GroupReport, ...]
@@ -316,7 +316,7 @@ class CodedInferenceSession:
         Raises
         ------
         NotEnoughResultsError
-            If fewer than K workers answered within `timeout`.
+            If fewer than K workers returned a result within `timeout`.
         """
         del run_options
         names = self._check_output_names(output_names)

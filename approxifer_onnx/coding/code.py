@@ -89,7 +89,7 @@ class BerrutCode:
 
     @property
     def min_results(self) -> int:
-        """Results the decoder waits for under the paper's policy: N - S."""
+        """Results the decoder waits for under ApproxIFER's first-k policy: N - S."""
         return self.num_workers - self.stragglers
 
     def __repr__(self) -> str:

@@ -85,10 +85,10 @@ def code_options(command):
         click.option("-e", "--byzantine", type=click.IntRange(min=0), default=0,
                      show_default=True,
                      help="Wrong results E to locate and drop in every group before decoding."),
-        click.option("--locator", type=click.Choice(list(LOCATORS)), default="reed-solomon",
+        click.option("--locator", type=click.Choice(list(LOCATORS)), default="subset-search",
                      show_default=True,
-                     help="Error locator for --byzantine; it sets N: K+2E+S for reed-solomon, "
-                          "2K+2E+S-1 for welch (the paper's)."),
+                     help="Error locator for --byzantine; it sets N: K+2E+S for subset-search "
+                          "and reed-solomon, 2K+2E+S-1 for welch (the paper's)."),
         click.option("--locator-tolerance", type=click.FloatRange(min=0), default=None,
                      help="Relative fit residual under which results count as honest; real "
                           "models need one above their interpolation error, e.g. 0.05."),

@@ -162,7 +162,7 @@ def test_wrap_drops_simulated_byzantine_worker(files, tmp_path):
     summary = json.loads(summary_path.read_text())
     assert summary["num_workers"] == 4 + 2
     assert summary["byzantine"] == 1
-    assert summary["locator"] == "reed-solomon"
+    assert summary["locator"] == "subset-search"
     # 40 inputs in groups of 4: the wrong worker is dropped from each of the 10 groups.
     assert summary["suspected_results_total"] == 10
     assert "dropped as wrong" in result.output

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .coding import DEFAULT_NODE_FAMILY, BerrutCode
+from .coding import DEFAULT_NODE_FAMILY, BerrutCode, locate, required_workers
 from .coding.decoders import decode_with, parse_decoder
 from .coding.placements import make_code, parse_node_shift
 from .model import OnnxModel
@@ -214,6 +214,10 @@ class ProtocolResult:
     accuracy_centralized_high: float = math.nan
     accuracy_coded_low: float = math.nan
     accuracy_coded_high: float = math.nan
+    byzantine: int = 0
+    locator: str | None = None
+    attack: str | None = None
+    mean_suspected: float = 0.0
 
     def to_dict(self) -> dict:
         """Return the result as a plain dict, for JSON and CSV."""
@@ -240,6 +244,10 @@ def evaluate_protocol(
     batch_size: int = 256,
     progress: bool = False,
     confidence: float = 0.95,
+    byzantine: int = 0,
+    locator: str = "subset-search",
+    locator_tolerance: float | None = None,
+    attack=None,
 ) -> ProtocolResult:
     """Measure centralized and coded accuracy with simulated stragglers.
 
@@ -265,6 +273,12 @@ def evaluate_protocol(
         Outputs on coded queries from earlier calls with the same code, reused per pass.
     confidence : float in (0, 1)
         Level of the reported intervals.
+    byzantine, locator, locator_tolerance
+        Locate and drop up to `byzantine` wrong results per group before decoding, as
+        `CodedInferenceSession` does.
+    attack : ByzantinePlan, optional
+        Wrong results injected into the worker outputs, drawn per group among the available
+        workers.
 
     Returns
     -------
@@ -284,7 +298,7 @@ def evaluate_protocol(
     code = make_code(k, stragglers, num_workers=num_workers, nodes=nodes)
     correct_per_group = []
     scored_per_group = []
-    agree = used = 0
+    agree = used = suspected = 0
     encode_seconds = decode_seconds = model_seconds = 0.0
     for index in range(passes):
         if coded_outputs is not None and index < len(coded_outputs):
@@ -300,8 +314,16 @@ def evaluate_protocol(
         available = draw_available(
             code, groups, wait=wait, rng=rng, straggler_probability=straggler_probability
         )
+        outputs = coded.outputs
+        if attack is not None:
+            outputs = _inject_attack(code, outputs, available, attack, rng)
         started = time.perf_counter()
-        results = softmax(coded.outputs) if decode == "probabilities" else coded.outputs
+        results = softmax(outputs) if decode == "probabilities" else outputs
+        if byzantine:
+            located = locate(code, results, available, byzantine, locator,
+                             tolerance=locator_tolerance)
+            available = available & located.trusted
+            suspected += int(sum(len(workers) for workers in located.suspected))
         estimates = decode_with(code, results, available, decoder)  # (G, K, C)
         decode_seconds += time.perf_counter() - started
 
@@ -344,7 +366,25 @@ def evaluate_protocol(
         accuracy_centralized_high=base_high,
         accuracy_coded_low=coded_low,
         accuracy_coded_high=coded_high,
+        byzantine=byzantine,
+        locator=locator if byzantine else None,
+        attack=None if attack is None else attack.to_text(),
+        mean_suspected=suspected / (passes * math.ceil(len(inputs) / code.k)),
     )
+
+
+def _inject_attack(code, outputs, available, attack, rng) -> np.ndarray:
+    """Replace the outputs of the attack's wrong workers, drawn among the available ones."""
+    wrong = attack.draw(available, rng)
+    matrices = None
+    if attack.attack.kind == "argmax-flip":
+        # The attacker aims at the decode matrix of each group's available workers.
+        matrices = np.zeros((len(outputs), code.k, code.num_workers))
+        for group, mask in enumerate(available):
+            workers = np.flatnonzero(mask)
+            matrices[group][:, workers] = code.decode_matrix(workers)
+    flat = outputs.reshape(outputs.shape[0], outputs.shape[1], -1)
+    return attack.attack.corrupt(flat, wrong, rng, decode_matrices=matrices).reshape(outputs.shape)
 
 
 def _check_same_code(used: BerrutCode, expected: BerrutCode) -> None:
@@ -448,6 +488,10 @@ def evaluate_grid(
     batch_size: int = 256,
     progress: bool = False,
     privacy=None,
+    byzantine: int = 0,
+    locator: str = "subset-search",
+    locator_tolerance: float | None = None,
+    attack=None,
 ) -> list[ProtocolResult]:
     """Run `evaluate_protocol` over a grid of codes, node families, wait policies and decoders.
 
@@ -479,6 +523,8 @@ def evaluate_grid(
     privacy : PrivacyPolicy, optional
         Noise on the coded queries or the worker outputs, see `compute_coded_outputs`. The base
         accuracy stays that of the model without noise.
+    byzantine, locator, locator_tolerance, attack
+        Wrong results and their location, as in `evaluate_protocol`.
 
     Returns
     -------
@@ -512,8 +558,10 @@ def evaluate_grid(
         if fitted:
             family = _fit_nodes(model, calibration_inputs, setting, policies[0], decodes[0],
                                 decoders[0], rng, batch_size)
-        code = make_code(setting.k, setting.stragglers, num_workers=setting.num_workers,
-                         nodes=family)
+        num_workers = setting.num_workers
+        if num_workers is None and byzantine:
+            num_workers = required_workers(locator, setting.k, setting.stragglers, byzantine)
+        code = make_code(setting.k, setting.stragglers, num_workers=num_workers, nodes=family)
         coded_outputs = [
             compute_coded_outputs(model, inputs, code, rng=rng, batch_size=batch_size,
                                   privacy=privacy)
@@ -529,6 +577,8 @@ def evaluate_grid(
                         straggler_probability=probability, decode=decode, decoder=decoder,
                         passes=passes, rng=draw_seed, base_outputs=base_outputs,
                         coded_outputs=coded_outputs, confidence=confidence,
+                        byzantine=byzantine, locator=locator,
+                        locator_tolerance=locator_tolerance, attack=attack,
                     )
                     if fitted:
                         result.nodes = f"fitted {result.nodes}"

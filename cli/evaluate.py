@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from approxifer_onnx.coding import DEFAULT_NODE_FAMILY, NODE_FAMILIES
+from approxifer_onnx.coding import DEFAULT_NODE_FAMILY, LOCATORS, NODE_FAMILIES
 from approxifer_onnx.evaluation import PAPER_GRID
 from approxifer_onnx.report import PUBLISHED_RESNET18
 
@@ -83,11 +83,22 @@ def _command_line() -> str:
               help="onnxruntime execution provider, in order of preference; repeatable.")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar over the grid.")
+@click.option("-e", "--byzantine", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Wrong results E to locate and drop in every group; a grid item without N "
+                   "gets the locator's minimum N.")
+@click.option("--locator", type=click.Choice(list(LOCATORS)), default="subset-search",
+              show_default=True, help="Error locator for --byzantine.")
+@click.option("--locator-tolerance", type=click.FloatRange(min=0), default=None,
+              help="Fit statistic under which results count as honest (see wrap --help).")
+@click.option("--simulate-byzantine", "attack_plan", default=None, metavar="PLAN",
+              help="Wrong results to inject, KIND[:PARAMETER]@WORKERS, e.g. "
+                   "'gaussian:10@random:1'.")
 @privacy_options
 @report_user_errors
 def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, grid, nodes, waits, decodes,
              decoders, passes, seed, confidence, calibration_data, calibration_split,
              calibration_size, published, output_prefix, batch_size, providers, progress,
+             byzantine, locator, locator_tolerance, attack_plan,
              dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed):
     """Measure base and coded accuracy of MODEL with simulated stragglers over a grid of codes.
 
@@ -101,7 +112,10 @@ def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, g
     from approxifer_onnx.privacy import PrivacyPolicy
     from approxifer_onnx.report import published_accuracy, write_report
 
+    from approxifer_onnx.attacks import ByzantinePlan
+
     settings = parse_grid(grid)
+    attack = ByzantinePlan.parse(attack_plan) if attack_plan else None
     privacy_kwargs = session_privacy_kwargs(dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed)
     policy = None
     if privacy_kwargs:
@@ -125,7 +139,8 @@ def evaluate(model, data_path, split, limit, scale, size, channels, mean, std, g
         nodes=node_specifications, waits=list(waits) or ["first-k"],
         decodes=list(decodes) or ["logits"], decoders=list(decoders) or ["berrut"],
         passes=passes, rng=seed, confidence=confidence, calibration_inputs=calibration,
-        batch_size=batch_size, progress=progress, privacy=policy,
+        batch_size=batch_size, progress=progress, privacy=policy, byzantine=byzantine,
+        locator=locator, locator_tolerance=locator_tolerance, attack=attack,
     )
 
     rows = []

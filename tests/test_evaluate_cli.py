@@ -151,3 +151,19 @@ def test_evaluate_with_privacy_noise_lowers_agreement(files, tmp_path):
     # The base accuracy has no noise; the coded one is drowned in it at epsilon 0.01.
     assert noisy_report["rows"][0]["accuracy_centralized"] == clean_report["rows"][0]["accuracy_centralized"]
     assert noisy_report["rows"][0]["agreement"] < clean_report["rows"][0]["agreement"]
+
+
+def test_evaluate_locates_simulated_byzantine_workers(files, tmp_path):
+    model, data = files
+    result = invoke("evaluate", model, "--data", data, "--no-scale", "--grid", "4:0",
+                    "-e", "1", "--simulate-byzantine", "gaussian:100@random:1",
+                    "--wait", "deadline:0", "--output", tmp_path / "byz", "--no-progress")
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "byz.json").read_text())["rows"][0]
+    # The locator's minimum N for K=4, E=1, S=0 is K + 2E = 6.
+    assert row["num_workers"] == 6
+    assert row["byzantine"] == 1
+    assert row["locator"] == "subset-search"
+    assert row["attack"] == "gaussian:100@random:1"
+    # One wrong worker per group; the locator drops about one result per group.
+    assert 0.5 <= row["mean_suspected"] <= 2.0

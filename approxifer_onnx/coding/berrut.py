@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["alternating_signs", "berrut_matrix", "node_tolerance"]
+__all__ = ["alternating_signs", "berrut_matrix", "check_points_and_nodes", "node_tolerance"]
 
 
 def node_tolerance(points: np.ndarray, nodes: np.ndarray) -> float:
@@ -24,6 +24,42 @@ def node_tolerance(points: np.ndarray, nodes: np.ndarray) -> float:
     """
     scale = max(1.0, float(np.max(np.abs(points), initial=0.0)), float(np.max(np.abs(nodes))))
     return 64 * np.finfo(np.float64).eps * scale
+
+
+def check_points_and_nodes(
+    points, nodes, interpolant: str
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Validate evaluation points and interpolation nodes for a barycentric interpolant.
+
+    Returns
+    -------
+    points, nodes : ndarray of float64, 1-D
+    tolerance : float
+        `node_tolerance` of the two.
+
+    Raises
+    ------
+    ValueError
+        If either is not 1-D or not finite, `nodes` is empty, or a node repeats.
+    """
+    points = np.atleast_1d(np.asarray(points, dtype=np.float64))
+    nodes = np.atleast_1d(np.asarray(nodes, dtype=np.float64))
+    if points.ndim != 1 or nodes.ndim != 1:
+        raise ValueError(
+            f"points and nodes must be 1-D, got shapes {points.shape} and {nodes.shape}"
+        )
+    if nodes.size == 0:
+        raise ValueError(f"{interpolant} interpolation needs at least one node, got none")
+    if not (np.all(np.isfinite(nodes)) and np.all(np.isfinite(points))):
+        raise ValueError("points and nodes must be finite")
+
+    tolerance = node_tolerance(points, nodes)
+    sorted_nodes = np.sort(nodes)
+    gaps = np.diff(sorted_nodes)
+    if np.any(gaps <= tolerance):
+        repeated = float(sorted_nodes[1:][gaps <= tolerance][0])
+        raise ValueError(f"nodes must be distinct, but {repeated!r} appears more than once")
+    return points, nodes, tolerance
 
 
 def alternating_signs(nodes: np.ndarray) -> np.ndarray:
@@ -59,23 +95,7 @@ def berrut_matrix(points: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     ValueError
         If `nodes` is empty, not finite or contains a repeated node.
     """
-    points = np.atleast_1d(np.asarray(points, dtype=np.float64))
-    nodes = np.atleast_1d(np.asarray(nodes, dtype=np.float64))
-    if points.ndim != 1 or nodes.ndim != 1:
-        raise ValueError(
-            f"points and nodes must be 1-D, got shapes {points.shape} and {nodes.shape}"
-        )
-    if nodes.size == 0:
-        raise ValueError("Berrut interpolation needs at least one node, got none")
-    if not (np.all(np.isfinite(nodes)) and np.all(np.isfinite(points))):
-        raise ValueError("points and nodes must be finite")
-
-    tolerance = node_tolerance(points, nodes)
-    sorted_nodes = np.sort(nodes)
-    gaps = np.diff(sorted_nodes)
-    if np.any(gaps <= tolerance):
-        repeated = float(sorted_nodes[1:][gaps <= tolerance][0])
-        raise ValueError(f"nodes must be distinct, but {repeated!r} appears more than once")
+    points, nodes, tolerance = check_points_and_nodes(points, nodes, "Berrut")
 
     difference = points[:, None] - nodes[None, :]  # (p, m)
     at_node = np.abs(difference) <= tolerance

@@ -143,7 +143,7 @@ class BerrutCode:
     def _build_decode_matrix(self, workers: tuple[int, ...]) -> np.ndarray:
         return berrut_matrix(self.alpha, self.beta[list(workers)])
 
-    def decode(self, y: np.ndarray, available: np.ndarray) -> np.ndarray:
+    def decode(self, y: np.ndarray, available: np.ndarray, *, decode_matrix=None) -> np.ndarray:
         """Estimate f(X_j) for every query from the results of the available workers.
 
         Parameters
@@ -153,6 +153,9 @@ class BerrutCode:
             anything, NaN included).
         available : array_like of bool, shape (N,) or (G, N)
             Which workers' results to use, for all groups or per group.
+        decode_matrix : callable, optional
+            Maps an array of worker indices F to the (K, |F|) matrix that decodes them; by
+            default Berrut's interpolant, `BerrutCode.decode_matrix`.
 
         Returns
         -------
@@ -163,6 +166,8 @@ class BerrutCode:
         DecodingError
             If a group has no available result.
         """
+        if decode_matrix is None:
+            decode_matrix = self.decode_matrix
         y = np.asarray(y, dtype=np.float64)
         if y.ndim < 2 or y.shape[1] != self.num_workers:
             raise ValueError(
@@ -186,7 +191,7 @@ class BerrutCode:
             members = np.flatnonzero(pattern_of_group.ravel() == index)
             if workers.size == 0:
                 raise DecodingError(f"group {members[0]} has no worker result to decode from")
-            matrix = self.decode_matrix(workers)
+            matrix = decode_matrix(workers)
             estimates[members] = np.einsum("kf,gf...->gk...", matrix, y[members][:, workers])
         return estimates
 

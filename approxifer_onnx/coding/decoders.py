@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..exceptions import DecodingError
 from .code import BerrutCode
 from .floater_hormann import floater_hormann_matrix
 
@@ -76,21 +75,8 @@ def decode_with(code: BerrutCode, y: np.ndarray, available: np.ndarray, decoder:
     if decoder == "berrut":
         return code.decode(y, available)
 
-    y = np.asarray(y, dtype=np.float64)
-    n = code.num_workers
-    if y.ndim < 2 or y.shape[1] != n:
-        raise ValueError(f"y must have shape (groups, N={n}, ...), got {y.shape}")
-    groups = y.shape[0]
-    available = np.broadcast_to(np.asarray(available, dtype=bool), (groups, n))
-
-    estimates = np.empty((groups, code.k) + y.shape[2:], dtype=np.float64)
-    # Groups that share a set F share one decode matrix.
-    patterns, pattern_of_group = np.unique(available, axis=0, return_inverse=True)
-    for index, pattern in enumerate(patterns):
-        workers = np.flatnonzero(pattern)
-        members = np.flatnonzero(pattern_of_group.ravel() == index)
-        if workers.size == 0:
-            raise DecodingError(f"group {members[0]} has no worker result to decode from")
-        matrix = floater_hormann_matrix(code.alpha, code.beta[workers], order)
-        estimates[members] = np.einsum("kf,gf...->gk...", matrix, y[members][:, workers])
-    return estimates
+    return code.decode(
+        y,
+        available,
+        decode_matrix=lambda workers: floater_hormann_matrix(code.alpha, code.beta[workers], order),
+    )

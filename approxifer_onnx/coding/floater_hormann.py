@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .berrut import node_tolerance
+from .berrut import check_points_and_nodes
 
 __all__ = ["floater_hormann_matrix", "floater_hormann_weights"]
 
@@ -31,28 +31,6 @@ def _check_order(order: int) -> int:
     if order < 0:
         raise ValueError(f"order must be at least 0, got order={order}")
     return int(order)
-
-
-def _check_points_and_nodes(points, nodes) -> tuple[np.ndarray, np.ndarray, float]:
-    """Validate evaluation points and nodes; return them as float64 and the node tolerance."""
-    points = np.atleast_1d(np.asarray(points, dtype=np.float64))
-    nodes = np.atleast_1d(np.asarray(nodes, dtype=np.float64))
-    if points.ndim != 1 or nodes.ndim != 1:
-        raise ValueError(
-            f"points and nodes must be 1-D, got shapes {points.shape} and {nodes.shape}"
-        )
-    if nodes.size == 0:
-        raise ValueError("Floater-Hormann interpolation needs at least one node, got none")
-    if not (np.all(np.isfinite(nodes)) and np.all(np.isfinite(points))):
-        raise ValueError("points and nodes must be finite")
-
-    tolerance = node_tolerance(points, nodes)
-    sorted_nodes = np.sort(nodes)
-    gaps = np.diff(sorted_nodes)
-    if np.any(gaps <= tolerance):
-        repeated = float(sorted_nodes[1:][gaps <= tolerance][0])
-        raise ValueError(f"nodes must be distinct, but {repeated!r} appears more than once")
-    return points, nodes, tolerance
 
 
 def floater_hormann_weights(nodes, order: int) -> np.ndarray:
@@ -74,7 +52,7 @@ def floater_hormann_weights(nodes, order: int) -> np.ndarray:
         `alternating_signs(nodes)`.
     """
     order = _check_order(order)
-    _, nodes, _ = _check_points_and_nodes(np.zeros(0), nodes)
+    _, nodes, _ = check_points_and_nodes(np.zeros(0), nodes, "Floater-Hormann")
     count = len(nodes)
     order = min(order, count - 1)
 
@@ -131,7 +109,7 @@ def floater_hormann_matrix(points, nodes, order: int) -> np.ndarray:
     interpolation does.
     """
     order = _check_order(order)
-    points, nodes, tolerance = _check_points_and_nodes(points, nodes)
+    points, nodes, tolerance = check_points_and_nodes(points, nodes, "Floater-Hormann")
     weights = floater_hormann_weights(nodes, order)
 
     difference = points[:, None] - nodes[None, :]  # (p, m)

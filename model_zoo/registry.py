@@ -216,6 +216,9 @@ register(ZooEntry(
     arch="resnet18",
     description="torchvision ResNet-18 (11.2M parameters)",
 ))
+# NOTE: torchvision's MobileNetV3 uses BatchNorm momentum 0.01, so after a short training the
+# running statistics lag the weights: one epoch of 312 steps on Fashion-MNIST reached 0.72
+# training accuracy but 0.10 test accuracy in eval mode. Train it for several epochs.
 register(ZooEntry(
     name="mobilenet_v3_small_tv",
     source="torchvision",

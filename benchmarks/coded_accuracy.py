@@ -40,11 +40,10 @@ PAPER_FASHION_MNIST = {"base": 0.97, (8, 1): 0.74, (10, 1): 0.73, (12, 1): 0.72,
 def default_model() -> Path | None:
     """Return the zoo ResNet-18 for Fashion-MNIST in the cache, or None when it is not built."""
     try:
-        from model_zoo.build import default_model_path
+        from model_zoo.build import cached_model_path
     except ImportError:
         return None
-    path = default_model_path("resnet18", "fashion-mnist")
-    return path if path.exists() else None
+    return cached_model_path("resnet18", "fashion-mnist")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -49,11 +49,10 @@ DEFAULT_EPSILONS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 def default_model() -> Path | None:
     """Return the zoo ResNet-18 for Fashion-MNIST in the cache, or None when it is not built."""
     try:
-        from model_zoo.build import default_model_path
+        from model_zoo.build import cached_model_path
     except ImportError:
         return None
-    path = default_model_path("resnet18", "fashion-mnist")
-    return path if path.exists() else None
+    return cached_model_path("resnet18", "fashion-mnist")
 
 
 def parse_pair(text: str) -> tuple[float, float]:

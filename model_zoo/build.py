@@ -53,6 +53,12 @@ def default_model_path(name: str, dataset: str) -> Path:
     return cache_root() / f"{name}-{dataset}" / "model.onnx"
 
 
+def cached_model_path(name: str, dataset: str) -> Path | None:
+    """Return the cached ONNX file of `name` trained on `dataset`, or None when it is not built."""
+    path = default_model_path(name, dataset)
+    return path if path.exists() else None
+
+
 def evaluate_onnx(
     path: str | Path, inputs: np.ndarray, labels: np.ndarray, *, threads: int | None = None,
     batch_size: int = 500,

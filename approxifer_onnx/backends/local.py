@@ -195,7 +195,7 @@ class LocalBackend(BackendMixin):
         keeps collecting until all N workers replied or ``collect_for`` seconds passed since the
         start, and it never stops with fewer than ``needed`` before ``timeout``. A worker that
         raises, returns non-finite values or hangs is a straggler: it is logged, reported in the
-        result and never holds the call past ``timeout``. Runs still going when the call stops
+        result and never keeps the call waiting past ``timeout``. Runs still going when the call stops
         are cancelled; a worker starts its next task only once its cancelled run has ended.
 
         Parameters

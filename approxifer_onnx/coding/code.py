@@ -39,7 +39,7 @@ class BerrutCode:
         Workers N. Defaults to the minimum, K + S; more workers give more accurate decoding.
     nodes : str
         Worker node family, one of `approxifer_onnx.coding.NODE_FAMILIES`, or "auto":
-        "systematic" when N - K <= K - 1, else "second-kind-open". `node_family` holds the
+        "systematic" when N - K <= K - 1, else "second-kind-open". `node_family` is the
         family actually used.
 
     Attributes
@@ -49,7 +49,7 @@ class BerrutCode:
     beta : ndarray, shape (N,)
         Worker nodes.
     encode_matrix : ndarray, shape (N, K)
-        Row i holds the weights of the K queries in coded query i; each row sums to one.
+        Row i contains the weights of the K queries in coded query i; each row sums to one.
 
     Examples
     --------

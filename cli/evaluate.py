@@ -43,7 +43,7 @@ def _command_line() -> str:
 @click.option("--grid", default=PAPER_GRID, show_default=True, metavar="K:S[:N],...",
               help="Codes to evaluate: comma-separated K:S items (N = K + S) or K:S:N items.")
 @click.option("--nodes", multiple=True, metavar="NODES",
-              help="Worker nodes, repeatable: 'auto' (systematic when N - K <= K - 1, else "
+              help="Worker nodes, repeatable: 'auto' (paired when N - K <= 2K, else "
                    "second-kind-open), a family (" + ", ".join(NODE_FAMILIES) + "), 'all' for "
                    "every family, 'shift:S' for cos((i + S) pi / N), or 'fit' to fit S on the "
                    f"calibration set [default: {DEFAULT_NODE_FAMILY}].")

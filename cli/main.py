@@ -67,8 +67,9 @@ def code_options(command):
                      help="Workers N (at least K + S). More workers decode more accurately."),
         click.option("--nodes", type=click.Choice([AUTO, *NODE_FAMILIES]),
                      default=DEFAULT_NODE_FAMILY, show_default=True,
-                     help="Worker node family. auto: systematic (K workers get the raw queries) "
-                          "when N - K <= K - 1, else second-kind-open."),
+                     help="Worker node family. auto: paired (K workers get the raw queries, each "
+                          "parity worker mostly one of them) when N - K <= 2K, else "
+                          "second-kind-open."),
         click.option("--wait", type=click.Choice(list(WAIT_POLICIES)), default="first-k",
                      show_default=True,
                      help="first-k: decode from the first K results; deadline: decode from all "

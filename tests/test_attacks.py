@@ -55,7 +55,9 @@ def test_gaussian_noise_has_requested_sigma(sigma):
 
 
 def test_argmax_flip_is_smallest_change_that_flips():
-    code = BerrutCode(6, 0, num_workers=12)
+    # Every worker weighs in every decoded query only without raw workers: with the default
+    # "paired" nodes and every raw worker answering, a parity worker's result is not used.
+    code = BerrutCode(6, 0, num_workers=12, nodes="second-kind-open")
     rng = np.random.default_rng(3)
     y = code.encode(rng.normal(size=(5, 6, 4))) @ rng.normal(size=(4, 10))
     matrix = code.decode_matrix(range(12))
@@ -75,7 +77,7 @@ def test_argmax_flip_is_smallest_change_that_flips():
 
 
 def test_argmax_flip_found_by_locator():
-    code = BerrutCode(6, 0, num_workers=12)
+    code = BerrutCode(6, 0, num_workers=12, nodes="second-kind-open")
     rng = np.random.default_rng(4)
     y = code.encode(rng.normal(size=(5, 6, 4))) @ rng.normal(size=(4, 10))
     matrices = np.broadcast_to(code.decode_matrix(range(12)), (5, 6, 12))
@@ -86,6 +88,23 @@ def test_argmax_flip_found_by_locator():
     result = locate(code, attacked, np.ones(12, bool), 2, "reed-solomon")
 
     assert result.suspected == ((3,),) * 5
+
+
+def test_parity_worker_cannot_flip_a_decode_that_keeps_every_raw_worker():
+    code = BerrutCode(6, 0, num_workers=12)
+    assert code.node_family == "paired"
+    rng = np.random.default_rng(5)
+    y = code.encode(rng.normal(size=(5, 6, 4))) @ rng.normal(size=(4, 10))
+    matrix = code.decode_matrix(range(12))
+    parity = int(np.flatnonzero(~np.isin(code.beta, code.alpha))[0])
+    wrong = np.zeros((5, 12), dtype=bool)
+    wrong[:, parity] = True
+
+    attacked = ByzantineAttack("argmax-flip").corrupt(
+        y, wrong, rng, decode_matrices=np.broadcast_to(matrix, (5, 6, 12)))
+
+    np.testing.assert_array_equal(matrix[:, parity], 0.0)
+    np.testing.assert_array_equal(np.argmax(matrix @ attacked, axis=2), np.argmax(matrix @ y, axis=2))
 
 
 def test_argmax_flip_needs_decode_matrices():

@@ -259,10 +259,10 @@ def test_privacy_on_queries_needs_bounds(linear_path):
                               privacy_placement="queries")
 
 
-def test_systematic_default_is_exact_without_stragglers(mlp_path):
+def test_default_nodes_are_exact_without_stragglers(mlp_path):
     with CodedInferenceSession(mlp_path, k=8, stragglers=1, wait="deadline") as session:
         x = queries(16, seed=5)
         coded = run(session, x)
-        assert session.code.node_family == "systematic"
+        assert session.code.node_family == "paired"
         assert not any(group.approximate for group in session.last_run.groups)
         np.testing.assert_allclose(coded, session.predict_uncoded(x), rtol=1e-5, atol=1e-5)

@@ -39,7 +39,7 @@ class BerrutCode:
         Workers N. Defaults to the minimum, K + S; more workers give more accurate decoding.
     nodes : str
         Worker node family, one of `approxifer_onnx.coding.NODE_FAMILIES`, or "auto":
-        "systematic" when N - K <= K - 1, else "second-kind-open". `node_family` is the
+        "paired" when N - K <= 2K, else "second-kind-open". `node_family` is the
         family actually used.
 
     Attributes

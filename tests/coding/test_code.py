@@ -115,9 +115,9 @@ def test_node_collisions_give_exact_queries():
     np.testing.assert_array_equal(decoded, x)
 
 
-def test_default_code_is_systematic():
+def test_default_code_keeps_the_raw_queries():
     code = BerrutCode(8, 1)
-    assert code.node_family == "systematic"
+    assert code.node_family == "paired"
     x = np.random.default_rng(2).normal(size=(3, 8, 4))
     available = np.ones(9, bool)
     available[code.beta == code.alpha[5]] = False  # the raw worker of query 5 straggles
@@ -128,8 +128,9 @@ def test_default_code_is_systematic():
     np.testing.assert_array_equal(decoded[:, exact], x[:, exact])
 
 
-def test_default_beyond_systematic_range_is_second_kind_open():
-    assert BerrutCode(4, 4).node_family == "second-kind-open"
+def test_default_beyond_paired_range_is_second_kind_open():
+    assert BerrutCode(4, 8).node_family == "paired"
+    assert BerrutCode(4, 9).node_family == "second-kind-open"
 
 
 def test_no_collision_means_approximate():

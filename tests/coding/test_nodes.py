@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from approxifer_onnx.coding import NODE_FAMILIES, query_nodes, resolve_node_family, worker_nodes
+from approxifer_onnx.coding import (
+    NODE_FAMILIES,
+    BerrutCode,
+    query_nodes,
+    resolve_node_family,
+    worker_nodes,
+)
+from approxifer_onnx.coding.nodes import PAIR_OFFSET
 
 
 def test_query_nodes_are_first_kind_chebyshev():
@@ -26,7 +33,9 @@ def test_worker_node_families(family, formula):
 
 
 def test_every_family_is_documented():
-    assert set(NODE_FAMILIES) == {"second-kind", "second-kind-open", "first-kind", "systematic"}
+    assert set(NODE_FAMILIES) == {
+        "second-kind", "second-kind-open", "first-kind", "systematic", "paired",
+    }
 
 
 def test_systematic_contains_query_nodes_bit_for_bit():
@@ -50,13 +59,48 @@ def test_systematic_needs_at_most_k_minus_one_parity_workers():
         worker_nodes(8, "systematic", k=4)
 
 
+@pytest.mark.parametrize(("k", "n"), [(8, 9), (8, 15), (8, 16), (8, 20), (8, 24), (1, 3), (12, 29)])
+def test_paired_contains_query_nodes_and_one_parity_node_beside_each(k, n):
+    nodes = worker_nodes(n, "paired", k=k)
+    assert len(nodes) == n
+    assert np.all(np.diff(nodes) < 0)
+    alpha = query_nodes(k)
+    assert all(a in nodes for a in alpha)
+    # Every parity node lies PAIR_OFFSET pi / K in angle from its query node, and no query has
+    # two parity nodes on one side.
+    step = np.pi / k
+    parity_angles = np.arccos(np.setdiff1d(nodes, alpha))
+    alpha_angles = np.arccos(alpha)
+    offsets = parity_angles[:, None] - alpha_angles[None, :]
+    nearest = np.argmin(np.abs(offsets), axis=1)
+    chosen = offsets[np.arange(len(parity_angles)), nearest]
+    np.testing.assert_allclose(np.abs(chosen), PAIR_OFFSET * step, rtol=1e-9)
+    sides = set(zip(nearest.tolist(), np.sign(chosen).tolist()))
+    assert len(sides) == n - k
+    # Up to K parity nodes, each pairs with a different query.
+    assert len(set(nearest.tolist())) == min(n - k, k)
+
+
+def test_paired_coded_query_is_mostly_its_query():
+    code = BerrutCode(8, 0, num_workers=16, nodes="paired")
+    raw = np.isin(code.beta, code.alpha)
+    weights = np.abs(code.encode_matrix[~raw])
+    assert np.all(weights.max(axis=1) > 0.8)
+
+
+def test_paired_needs_at_most_2k_parity_workers():
+    with pytest.raises(ValueError, match="needs K to 3K workers, got k=4 and num_workers=13"):
+        worker_nodes(13, "paired", k=4)
+
+
 def test_systematic_needs_k():
     with pytest.raises(TypeError, match="needs k"):
         worker_nodes(5, "systematic")
 
 
 @pytest.mark.parametrize(("k", "n", "family"), [
-    (8, 9, "systematic"), (8, 15, "systematic"), (8, 16, "second-kind-open"), (1, 1, "systematic"),
+    (8, 9, "paired"), (8, 24, "paired"), (8, 25, "second-kind-open"), (1, 1, "paired"),
+    (1, 3, "paired"), (1, 4, "second-kind-open"),
 ])
 def test_auto_resolves_by_parity_count(k, n, family):
     assert resolve_node_family("auto", k, n) == family

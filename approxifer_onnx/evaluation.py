@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .coding import DEFAULT_NODE_FAMILY, BerrutCode, locate, required_workers
+from .coding import DEFAULT_LOCATOR, DEFAULT_NODE_FAMILY, BerrutCode, locate, required_workers
 from .coding.decoders import decode_with, parse_decoder
 from .coding.placements import make_code, parse_node_shift
 from .model import OnnxModel
@@ -245,7 +245,7 @@ def evaluate_protocol(
     progress: bool = False,
     confidence: float = 0.95,
     byzantine: int = 0,
-    locator: str = "subset-search",
+    locator: str = DEFAULT_LOCATOR,
     locator_tolerance: float | None = None,
     attack=None,
 ) -> ProtocolResult:
@@ -489,7 +489,7 @@ def evaluate_grid(
     progress: bool = False,
     privacy=None,
     byzantine: int = 0,
-    locator: str = "subset-search",
+    locator: str = DEFAULT_LOCATOR,
     locator_tolerance: float | None = None,
     attack=None,
 ) -> list[ProtocolResult]:

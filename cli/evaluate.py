@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from approxifer_onnx.coding import DEFAULT_NODE_FAMILY, LOCATORS, NODE_FAMILIES
+from approxifer_onnx.coding import DEFAULT_LOCATOR, DEFAULT_NODE_FAMILY, LOCATORS, NODE_FAMILIES
 from approxifer_onnx.evaluation import PAPER_GRID
 from approxifer_onnx.report import PUBLISHED_RESNET18
 
@@ -86,7 +86,7 @@ def _command_line() -> str:
 @click.option("-e", "--byzantine", type=click.IntRange(min=0), default=0, show_default=True,
               help="Wrong results E to locate and drop in every group; a grid item without N "
                    "gets the locator's minimum N.")
-@click.option("--locator", type=click.Choice(list(LOCATORS)), default="subset-search",
+@click.option("--locator", type=click.Choice(list(LOCATORS)), default=DEFAULT_LOCATOR,
               show_default=True, help="Error locator for --byzantine.")
 @click.option("--locator-tolerance", type=click.FloatRange(min=0), default=None,
               help="Fit statistic under which results count as honest (see wrap --help).")

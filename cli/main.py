@@ -10,7 +10,13 @@ from pathlib import Path
 
 import click
 
-from approxifer_onnx.coding import AUTO, DEFAULT_NODE_FAMILY, LOCATORS, NODE_FAMILIES
+from approxifer_onnx.coding import (
+    AUTO,
+    DEFAULT_LOCATOR,
+    DEFAULT_NODE_FAMILY,
+    LOCATORS,
+    NODE_FAMILIES,
+)
 from approxifer_onnx.exceptions import ApproxiferError
 from approxifer_onnx.session import DECODE_SPACES, WAIT_POLICIES
 
@@ -86,10 +92,11 @@ def code_options(command):
         click.option("-e", "--byzantine", type=click.IntRange(min=0), default=0,
                      show_default=True,
                      help="Wrong results E to locate and drop in every group before decoding."),
-        click.option("--locator", type=click.Choice(list(LOCATORS)), default="subset-search",
+        click.option("--locator", type=click.Choice(list(LOCATORS)), default=DEFAULT_LOCATOR,
                      show_default=True,
-                     help="Error locator for --byzantine; it sets N: K+2E+S for subset-search "
-                          "and reed-solomon, 2K+2E+S-1 for welch (the paper's)."),
+                     help="Error locator for --byzantine; it sets N: max(K+E, 2E+1)+S for "
+                          "median, K+2E+S for subset-search and reed-solomon, 2K+2E+S-1 for "
+                          "welch (the paper's)."),
         click.option("--locator-tolerance", type=click.FloatRange(min=0), default=None,
                      help="Relative fit residual under which results count as honest; real "
                           "models need one above their interpolation error, e.g. 0.05."),

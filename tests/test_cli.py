@@ -154,9 +154,9 @@ def test_wrap_drops_simulated_byzantine_worker(files, tmp_path):
     summary_path = tmp_path / "summary.json"
 
     result = invoke("wrap", model, "--data", data, "-k", 4, "-s", 0, "-e", 1,
-                    "--wait", "deadline", "--locator-tolerance", "1e-3",
-                    "--simulate-byzantine", "gaussian:100@2", "--no-progress",
-                    "--summary-json", summary_path)
+                    "--locator", "subset-search", "--wait", "deadline",
+                    "--locator-tolerance", "1e-3", "--simulate-byzantine", "gaussian:100@2",
+                    "--no-progress", "--summary-json", summary_path)
 
     assert result.exit_code == 0, result.output
     summary = json.loads(summary_path.read_text())
@@ -166,6 +166,22 @@ def test_wrap_drops_simulated_byzantine_worker(files, tmp_path):
     # 40 inputs in groups of 4: the wrong worker is dropped from each of the 10 groups.
     assert summary["suspected_results_total"] == 10
     assert "dropped as wrong" in result.output
+
+
+def test_wrap_default_locator_drops_simulated_byzantine_worker(files, tmp_path):
+    model, data = files
+    summary_path = tmp_path / "summary.json"
+
+    result = invoke("wrap", model, "--data", data, "-k", 4, "-s", 0, "-e", 1, "--wait",
+                    "deadline", "--simulate-byzantine", "gaussian:100@2", "--no-progress",
+                    "--summary-json", summary_path)
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(summary_path.read_text())
+    # The median locator needs max(K + E, 2E + 1) = 5 results and no calibrated tolerance.
+    assert summary["locator"] == "median"
+    assert summary["num_workers"] == 5
+    assert summary["suspected_results_total"] == 10
 
 
 def test_wrap_with_privacy_reports_epsilon_spent(files, tmp_path):

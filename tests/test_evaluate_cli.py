@@ -160,10 +160,10 @@ def test_evaluate_locates_simulated_byzantine_workers(files, tmp_path):
                     "--wait", "deadline:0", "--output", tmp_path / "byz", "--no-progress")
     assert result.exit_code == 0, result.output
     row = json.loads((tmp_path / "byz.json").read_text())["rows"][0]
-    # The locator's minimum N for K=4, E=1, S=0 is K + 2E = 6.
-    assert row["num_workers"] == 6
+    # The default locator's minimum N for K=4, E=1, S=0 is max(K + E, 2E + 1) = 5.
+    assert row["num_workers"] == 5
     assert row["byzantine"] == 1
-    assert row["locator"] == "subset-search"
+    assert row["locator"] == "median"
     assert row["attack"] == "gaussian:100@random:1"
     # One wrong worker per group; the locator drops about one result per group.
     assert 0.5 <= row["mean_suspected"] <= 2.0

@@ -206,7 +206,7 @@ def test_byzantine_sets_worker_count_from_locator(linear_path):
 
 def test_byzantine_worker_count_is_validated(linear_path):
     with pytest.raises(ValueError, match="byzantine=2 needs at least"):
-        CodedInferenceSession(linear_path, k=4, stragglers=0, byzantine=2, num_workers=6)
+        CodedInferenceSession(linear_path, k=4, stragglers=0, byzantine=2, num_workers=5)
 
 
 def test_unknown_locator_lists_choices(linear_path):

@@ -5,6 +5,7 @@ from .code import BerrutCode
 from .decoders import DECODERS, decode_with
 from .floater_hormann import floater_hormann_matrix
 from .locators import (
+    DEFAULT_LOCATOR,
     LOCATORS,
     LocateResult,
     Locator,
@@ -28,6 +29,7 @@ from .nodes import (
 __all__ = [
     "AUTO",
     "DEFAULT_NODE_FAMILY",
+    "DEFAULT_LOCATOR",
     "LOCATORS",
     "NODE_FAMILIES",
     "DECODERS",

@@ -433,6 +433,31 @@ def test_median_misses_small_corruption():
     assert joint.suspected == ((5,),) * 10
 
 
+def logit_like_results(rng, groups, workers=12, classes=10):
+    """Honest results shaped like a classifier's logits: each stands out in one class only."""
+    y = rng.normal(size=(groups, workers, classes))
+    peaks = rng.integers(classes, size=(groups, workers, 1))
+    np.put_along_axis(y, peaks, 12.0, axis=2)
+    return y
+
+
+def test_median_keeps_one_class_peaks_and_finds_noise_in_every_class():
+    code = BerrutCode(8, 0, num_workers=12)
+    rng = np.random.default_rng(21)
+    tolerance = calibrate_tolerance(code, logit_like_results(rng, 300), "median", byzantine=1,
+                                    quantile=0.99, rng=0)
+    y = logit_like_results(rng, 100)
+    wrong = rng.integers(12, size=100)
+    y[np.arange(100), wrong] += rng.normal(scale=10.0, size=(100, 10))
+    clean = locate(code, logit_like_results(rng, 100), np.ones(12, bool), 1, "median",
+                   tolerance=tolerance)
+
+    result = locate(code, y, np.ones(12, bool), 1, "median", tolerance=tolerance)
+
+    assert result.suspected == tuple((int(worker),) for worker in wrong)
+    assert np.mean(clean.estimated_errors == 0) >= 0.95
+
+
 # --- subset search and calibration -----------------------------------------------------------
 
 
@@ -543,7 +568,8 @@ def test_calibrated_subset_search_finds_noisy_wrong_workers():
     code = BerrutCode(8, 0, num_workers=20)
     rng = np.random.default_rng(14)
     clean = affine_results(code, 200, 10, rng) + 1e-2 * rng.normal(size=(200, 20, 10))
-    tolerance = calibrate_tolerance(code, clean, byzantine=2, quantile=0.99, rng=1)
+    tolerance = calibrate_tolerance(code, clean, "subset-search", byzantine=2, quantile=0.99,
+                                    rng=1)
     y = affine_results(code, 100, 10, rng) + 1e-2 * rng.normal(size=(100, 20, 10))
     truth = []
     for group in range(100):
@@ -561,9 +587,10 @@ def test_calibrate_tolerance_quantile_orders():
     rng = np.random.default_rng(15)
     clean = affine_results(code, 50, 4, rng) + 1e-3 * rng.normal(size=(50, 14, 4))
 
-    low = calibrate_tolerance(code, clean, quantile=0.5, rng=0)
-    high = calibrate_tolerance(code, clean, quantile=1.0, rng=0)
-    exact = calibrate_tolerance(code, affine_results(code, 50, 4, rng), quantile=1.0)
+    low = calibrate_tolerance(code, clean, "subset-search", quantile=0.5, rng=0)
+    high = calibrate_tolerance(code, clean, "subset-search", quantile=1.0, rng=0)
+    exact = calibrate_tolerance(code, affine_results(code, 50, 4, rng), "subset-search",
+                                quantile=1.0)
 
     assert 0 < low < high
     assert exact < 1e-10

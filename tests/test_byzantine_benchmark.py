@@ -58,3 +58,13 @@ def test_short_run_writes_results(benchmark, tmp_path):
     summary = json.loads((tmp_path / "byzantine-tiny.json").read_text())["summary"]
     assert len(summary) == 3
     assert (tmp_path / "byzantine-tiny.png").stat().st_size > 0
+    assert (tmp_path / "byzantine-tiny-accuracy.png").stat().st_size > 0
+    # The default nodes keep the raw queries up to N = 3K.
+    assert {row["node_family"] for row in rows} == {"paired"}
+    for entry in summary:
+        both = entry["smallest_num_workers_both"]
+        if both is not None:
+            row = next(r for r in rows if (r["locator"], r["attack"], int(r["num_workers"]))
+                       == (entry["locator"], entry["attack"], both))
+            assert float(row["location_success"]) >= 0.99
+            assert float(row["accuracy_no_attack"]) - float(row["accuracy_attacked"]) <= 0.02

@@ -32,9 +32,9 @@ NODE_FAMILIES = {
     # evenly over the K - 1 gaps. Needs N - K <= K - 1.
     "systematic": "alpha_j, j = 0..K-1, and cos((g + 1) pi / K) for N - K gaps g",
     # The K query nodes, plus each parity node a small angle PAIR_OFFSET pi / K from one query
-    # node, queries taken evenly: its coded query is mostly that one query, so the query's
-    # prediction survives the loss of its raw worker. One side first, then the other, so
-    # N - K <= 2K.
+    # node, with the queries taken evenly. A parity node's coded query is mostly its one query,
+    # so that query's prediction survives the loss of its raw worker. Parity nodes fill one
+    # side of the queries first, then the other, so N - K <= 2K.
     "paired": "alpha_j, j = 0..K-1, and cos((2j + 1) pi / (2K) +- PAIR_OFFSET pi / K)",
 }
 
@@ -48,11 +48,12 @@ AUTO = "auto"
 # Chosen on measured accuracy. benchmarks/coded_accuracy.py, the zoo ResNet-18 on the 10,000
 # Fashion-MNIST test images, K=8, S=1, one random straggler per group: "second-kind" .50,
 # "second-kind-open" .72, "systematic" .83, because 7 of 8 queries keep their exact prediction.
-# "paired" keeps that and also saves most queries whose raw worker is lost: on the embedded
-# RegNetX-002 (2000 test images, docs/benchmarks-decoding.md) it matches or beats "systematic"
-# in every straggler setting measured, and after dropping located wrong workers it loses 0.5-2
-# points where "systematic" loses 3-4. With N - K > 2K no placement keeps the raw queries, and
-# "second-kind-open" is the best of the other families.
+# "paired" keeps that and also saves most queries whose raw worker is lost. On the zoo
+# ResNet-18 it is within 0.4 points of "systematic" or better in every straggler setting of
+# docs/benchmarks-decoding.md. After dropping located wrong workers it stays within 2 points
+# of no attack, where "systematic" lost 2.5 to 4 (docs/benchmarks-byzantine.md). With
+# N - K > 2K no placement keeps the raw queries, and "second-kind-open" is the best of the
+# other families.
 DEFAULT_NODE_FAMILY = AUTO
 
 
@@ -162,8 +163,8 @@ def _paired_nodes(k: int, n: int) -> np.ndarray:
         )
     theta = (2 * np.arange(k) + 1) * np.pi / (2 * k)
     first = min(parity, k)
-    # The first K parity nodes sit on the side of larger angles, the rest on the other side;
-    # an offset below 1/2 keeps every angle inside (0, pi) and between the same two
+    # The first K parity nodes sit on the side of larger angles and the rest on the other side.
+    # An offset below 1/2 keeps every angle inside (0, pi) and between the same two
     # neighbouring query nodes, so all nodes are distinct.
     angles = np.concatenate([
         theta[_spread(first, k)] + PAIR_OFFSET * np.pi / k,

@@ -55,8 +55,8 @@ def test_gaussian_noise_has_requested_sigma(sigma):
 
 
 def test_argmax_flip_is_smallest_change_that_flips():
-    # Every worker weighs in every decoded query only without raw workers: with the default
-    # "paired" nodes and every raw worker answering, a parity worker's result is not used.
+    # Every worker weighs in every decoded query only on all-coded nodes. With the default
+    # "paired" nodes and every raw result present, a parity worker's result is not used.
     code = BerrutCode(6, 0, num_workers=12, nodes="second-kind-open")
     rng = np.random.default_rng(3)
     y = code.encode(rng.normal(size=(5, 6, 4))) @ rng.normal(size=(4, 10))
@@ -90,7 +90,7 @@ def test_argmax_flip_found_by_locator():
     assert result.suspected == ((3,),) * 5
 
 
-def test_parity_worker_cannot_flip_a_decode_that_keeps_every_raw_worker():
+def test_argmax_flip_parity_worker_is_harmless():
     code = BerrutCode(6, 0, num_workers=12)
     assert code.node_family == "paired"
     rng = np.random.default_rng(5)

@@ -696,12 +696,12 @@ def _median_residuals(values: np.ndarray, byzantine: int):
     """Rank results by their distance to the per-class median (ignores the code).
 
     A result's distance is its mean absolute deviation from the per-class median over the
-    classes; its score is that distance over the median distance of all results in the group.
+    classes. Its score is that distance over the median distance of all results in the group.
     The residual after removing e results is the largest remaining score.
 
-    One common distance, not a per-class scale: an honest result often stands far out in the
-    one class of its own query, which per-class median absolute deviations would magnify when
-    few queries of the group share that class, while a wrong result differs in most classes.
+    The scale is one common distance, not a per-class one. An honest result often lies far out
+    in the one class of its own query, and per-class median absolute deviations would magnify
+    that when few queries of the group share the class. A wrong result differs in most classes.
     """
     median = np.median(values, axis=1, keepdims=True)
     distance = np.mean(np.abs(values - median), axis=2)  # (b, m)

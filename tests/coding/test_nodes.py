@@ -60,7 +60,7 @@ def test_systematic_needs_at_most_k_minus_one_parity_workers():
 
 
 @pytest.mark.parametrize(("k", "n"), [(8, 9), (8, 15), (8, 16), (8, 20), (8, 24), (1, 3), (12, 29)])
-def test_paired_contains_query_nodes_and_one_parity_node_beside_each(k, n):
+def test_paired_parity_beside_query_nodes(k, n):
     nodes = worker_nodes(n, "paired", k=k)
     assert len(nodes) == n
     assert np.all(np.diff(nodes) < 0)

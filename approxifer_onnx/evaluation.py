@@ -275,7 +275,8 @@ def evaluate_protocol(
         Level of the reported intervals.
     byzantine, locator, locator_tolerance
         Locate and drop up to `byzantine` wrong results per group before decoding, as
-        `CodedInferenceSession` does.
+        `CodedInferenceSession` does. As there, "first-k" then decodes from N - S results, so
+        it draws as "all-but-s" does.
     attack : ByzantinePlan, optional
         Wrong results injected into the worker outputs, drawn per group among the available
         workers.
@@ -311,8 +312,9 @@ def evaluate_protocol(
         encode_seconds += coded.encode_seconds
         model_seconds += coded.model_seconds
         groups = len(coded.order)
+        policy = "all-but-s" if byzantine and wait == "first-k" else wait
         available = draw_available(
-            code, groups, wait=wait, rng=rng, straggler_probability=straggler_probability
+            code, groups, wait=policy, rng=rng, straggler_probability=straggler_probability
         )
         outputs = coded.outputs
         if attack is not None:

@@ -17,7 +17,6 @@ from .coding import (
     LOCATORS,
     BerrutCode,
     locate,
-    required_results,
 )
 from .coding.locators import check_num_workers, required_workers
 from .model import OnnxModel, TensorInfo
@@ -128,11 +127,13 @@ class CodedInferenceSession:
     nodes : str
         Worker node family (see `approxifer_onnx.coding.NODE_FAMILIES`).
     wait : {"first-k", "deadline"}
-        "first-k" decodes from the first K results; "deadline" waits for all N results or the
-        deadline, whichever comes first, then decodes from all that arrived.
+        "first-k" decodes from the first K results, or with `byzantine` > 0 from the first
+        N - S, as ApproxIFER's Byzantine decoder does: every result beyond the locator's
+        minimum helps it. "deadline" waits for all N results or the deadline, whichever comes
+        first, then decodes from all that arrived.
     timeout : float, > 0
-        Seconds to wait for the K results decoding needs before raising
-        `NotEnoughResultsError`.
+        Seconds to wait for the results decoding needs (K, or N - S with `byzantine`) before
+        raising `NotEnoughResultsError`.
     deadline : float, > 0, optional
         With wait="deadline": seconds after the call's start at which to stop waiting for more
         than K results. Defaults to `timeout`.
@@ -233,7 +234,8 @@ class CodedInferenceSession:
         elif byzantine:
             check_num_workers(locator, k, stragglers, byzantine, num_workers)
         self.code = BerrutCode(k, stragglers, num_workers=num_workers, nodes=nodes)
-        self.results_needed = required_results(locator, k, byzantine)
+        # check_num_workers made N - S at least the locator's required_results.
+        self.results_needed = self.code.min_results if byzantine else k
         self.privacy = (
             None if privacy is None else PrivacyPolicy(privacy, privacy_placement, privacy_budget)
         )

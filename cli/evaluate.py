@@ -49,7 +49,8 @@ def _command_line() -> str:
                    f"calibration set [default: {DEFAULT_NODE_FAMILY}].")
 @click.option("--wait", "waits", multiple=True, metavar="POLICY",
               help="Wait policy, repeatable: 'first-k' (decode from K random results, so "
-                   "exactly S stragglers per group when N = K + S: the worst case), "
+                   "exactly S stragglers per group when N = K + S: the worst case; N - S "
+                   "results with --byzantine), "
                    "'all-but-s' (exactly S random stragglers, decode from the other N - S "
                    "results) or 'deadline:P' (each worker late with probability P, decode from "
                    "every punctual result) [default: first-k].")

@@ -78,8 +78,8 @@ def code_options(command):
                           "second-kind-open."),
         click.option("--wait", type=click.Choice(list(WAIT_POLICIES)), default="first-k",
                      show_default=True,
-                     help="first-k: decode from the first K results; deadline: decode from all "
-                          "results that arrive before --deadline."),
+                     help="first-k: decode from the first K results (N - S with --byzantine); "
+                          "deadline: decode from all results that arrive before --deadline."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
                      show_default=True,
                      help="Seconds to wait for the K results decoding needs."),

@@ -58,6 +58,18 @@ class CountingModel:
         return self.model.predict(x, output_names)
 
 
+def test_byzantine_first_k_decodes_from_all_but_s(model, data):
+    inputs, labels = data
+
+    located = evaluate_protocol(model, inputs, labels, k=4, stragglers=1, num_workers=10,
+                                byzantine=1, rng=5)
+    plain = evaluate_protocol(model, inputs, labels, k=4, stragglers=1, num_workers=10, rng=5)
+
+    # No result is wrong, so the locator keeps the N - S = 9 results or drops one honest one.
+    assert 8.5 <= located.mean_results_used <= 9.0
+    assert plain.mean_results_used == 4.0
+
+
 def test_protocol_matches_direct_computation(model, data):
     inputs, labels = data
     code = BerrutCode(4, 1)

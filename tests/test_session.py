@@ -204,6 +204,18 @@ def test_byzantine_sets_worker_count_from_locator(linear_path):
         assert session.num_workers == 2 * 4 + 2 * 1 - 1
 
 
+def test_byzantine_first_k_waits_for_all_but_s(linear_path):
+    # Workers beyond the locator's minimum give the locator more results to check, so with
+    # E > 0 the first-k policy waits for N - S results, not the minimum.
+    with CodedInferenceSession(linear_path, k=4, stragglers=1, byzantine=1,
+                               num_workers=10) as session:
+        assert session.results_needed == 9
+        run(session, queries(8, seed=6))
+        assert all(len(group.answered) >= 9 for group in session.last_run.groups)
+    with CodedInferenceSession(linear_path, k=4, stragglers=1, num_workers=10) as session:
+        assert session.results_needed == 4
+
+
 def test_byzantine_worker_count_is_validated(linear_path):
     with pytest.raises(ValueError, match="byzantine=2 needs at least"):
         CodedInferenceSession(linear_path, k=4, stragglers=0, byzantine=2, num_workers=5)

@@ -194,6 +194,11 @@ class ByzantinePlan:
                 f"give either fixed workers or a random count, got workers={workers} and "
                 f"count={self.count}"
             )
+        if not workers and not self.count:
+            raise ValueError(
+                "a Byzantine plan needs wrong workers: pass workers=(...) or count >= 1, "
+                "as in gaussian:10@0,5 or gaussian:10@random:1"
+            )
         object.__setattr__(self, "workers", workers)
         object.__setattr__(self, "count", int(self.count))
 
@@ -212,8 +217,9 @@ class ByzantinePlan:
         try:
             parameter = float(parameter_text) if parameter_text else None
             if workers_text.startswith("random:"):
-                return cls(ByzantineAttack(kind, parameter), count=int(workers_text[7:]))
-            workers = tuple(int(part) for part in workers_text.split(","))
+                return cls(ByzantineAttack(kind, parameter),
+                           count=_parse_index(workers_text[7:], "random count"))
+            workers = tuple(_parse_index(part, "worker index") for part in workers_text.split(","))
             return cls(ByzantineAttack(kind, parameter), workers=workers)
         except ValueError as error:
             raise ValueError(f"invalid Byzantine plan {text!r}: {error}; {grammar}") from None
@@ -249,7 +255,7 @@ class ByzantinePlan:
             if max(self.workers) >= num_workers:
                 raise ValueError(
                     f"Byzantine worker {max(self.workers)} is out of range for "
-                    f"num_workers={num_workers}"
+                    f"num_workers={num_workers}; use worker indices 0 to {num_workers - 1}"
                 )
             wrong[:, list(self.workers)] = True
             return wrong & available
@@ -258,7 +264,15 @@ class ByzantinePlan:
             if candidates.size < self.count:
                 raise ValueError(
                     f"group {group} has {candidates.size} available workers, fewer than the "
-                    f"count={self.count} wrong ones to draw"
+                    f"count={self.count} wrong ones to draw; lower the count or add workers"
                 )
             wrong[group, rng.choice(candidates, self.count, replace=False)] = True
         return wrong
+
+
+def _parse_index(text: str, what: str) -> int:
+    """Parse a non-negative integer of a plan, naming it in the error."""
+    text = text.strip()
+    if not text.isdigit():
+        raise ValueError(f"{what} must be a non-negative integer, got {text!r}")
+    return int(text)

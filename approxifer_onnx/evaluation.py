@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .coding import DEFAULT_LOCATOR, DEFAULT_NODE_FAMILY, BerrutCode, locate, required_workers
+from .coding.locators import check_num_workers
 from .coding.decoders import decode_with, parse_decoder
 from .coding.placements import make_code, parse_node_shift
 from .model import OnnxModel
@@ -563,6 +564,8 @@ def evaluate_grid(
         num_workers = setting.num_workers
         if num_workers is None and byzantine:
             num_workers = required_workers(locator, setting.k, setting.stragglers, byzantine)
+        elif byzantine:
+            check_num_workers(locator, setting.k, setting.stragglers, byzantine, num_workers)
         code = make_code(setting.k, setting.stragglers, num_workers=num_workers, nodes=family)
         coded_outputs = [
             compute_coded_outputs(model, inputs, code, rng=rng, batch_size=batch_size,

@@ -16,6 +16,7 @@ from .coding import (
     DEFAULT_NODE_FAMILY,
     LOCATORS,
     BerrutCode,
+    calibrate_tolerance,
     locate,
 )
 from .coding.locators import check_num_workers, required_workers
@@ -153,9 +154,9 @@ class CodedInferenceSession:
         workers in 99% of trials on real classifiers with fewer workers than the paper's
         (`approxifer_onnx.coding.DEFAULT_LOCATOR`); it misses wrong results that look honest.
     locator_tolerance : float, optional
-        Fit statistic below which a set of results counts as honest. Real models need a value
-        above their own interpolation error: `approxifer_onnx.coding.calibrate_tolerance` derives
-        one from clean outputs of held-out data.
+        Statistic below which a set of results counts as honest (see `locate`). Real models need
+        a value above their own honest spread: `calibrate_locator` measures one on held-out
+        inputs.
     privacy : LaplaceMechanism, optional
         Adds differential-privacy noise at `privacy_placement`; see `approxifer_onnx.privacy`.
     privacy_placement : {"outputs", "queries"}
@@ -165,8 +166,9 @@ class CodedInferenceSession:
         Total epsilon after which `run` raises instead of releasing more.
     faults : FaultPlan, optional
         Injected delays, failures and hangs, for tests and evaluation.
-    attack : ByzantinePlan, optional
-        Injected wrong results (see `approxifer_onnx.attacks`), for tests and evaluation.
+    attack : ByzantinePlan or str, optional
+        Injected wrong results (see `approxifer_onnx.attacks`), for tests and evaluation; a str
+        is parsed by `ByzantinePlan.parse`, e.g. "gaussian:10@random:1".
     backend : Backend or callable, optional
         Worker backend, or a factory called as ``backend(model, num_workers, faults=faults,
         rng=rng)`` (a backend class such as `RayBackend`, or a `functools.partial` of one).
@@ -228,7 +230,7 @@ class CodedInferenceSession:
             )
         self.byzantine = int(byzantine)
         self.locator = locator
-        self.locator_tolerance = locator_tolerance
+        self.locator_tolerance = _check_tolerance(locator_tolerance)
         if num_workers is None:
             num_workers = required_workers(locator, k, stragglers, byzantine)
         elif byzantine:
@@ -239,7 +241,7 @@ class CodedInferenceSession:
         self.privacy = (
             None if privacy is None else PrivacyPolicy(privacy, privacy_placement, privacy_budget)
         )
-        self.attack = attack
+        self.attack = _check_attack(attack)
         self._attack_rng = np.random.default_rng(rng)
         if isinstance(model, OnnxModel):
             self.model = model
@@ -401,6 +403,57 @@ class CodedInferenceSession:
             output = softmax(output)
         return output
 
+    def calibrate_locator(
+        self, inputs: np.ndarray, *, quantile: float = 0.99, rng: int | None = None
+    ) -> float:
+        """Set `locator_tolerance` from the clean coded outputs of `inputs` and return it.
+
+        The model runs in this process on the coded queries of `inputs`, with no injected
+        fault, wrong result or privacy noise, and `approxifer_onnx.coding.calibrate_tolerance`
+        takes the `quantile` of the locator's statistic. Use inputs held out from those to be
+        served, like them in distribution.
+
+        Parameters
+        ----------
+        inputs : ndarray, shape (B, *query_shape), B >= K
+            Held-out queries; only the first K * floor(B / K) form groups.
+        quantile : float in (0, 1]
+            About 1 - quantile of clean groups will lose an honest worker.
+        rng : int, optional
+            Seed of the random results removed while measuring.
+
+        Raises
+        ------
+        ValueError
+            If the session locates nothing (byzantine=0) or fewer than K inputs are given.
+        """
+        if not self.byzantine:
+            raise ValueError(
+                "calibrate_locator needs a session with byzantine > 0; there is no locator "
+                "to calibrate with byzantine=0"
+            )
+        queries = self._check_feed({self.model.input.name: inputs})
+        full = (len(queries) // self.k) * self.k
+        if full == 0:
+            raise ValueError(
+                f"calibrate_locator needs at least K={self.k} inputs, got {len(queries)}; "
+                "pass more held-out inputs"
+            )
+        coded = self.code.encode(_group(queries[:full], self.k))  # (G, N, *shape)
+        flat = coded.reshape((-1,) + coded.shape[2:])
+        name = self._outputs[0].name
+        outputs = np.concatenate([
+            self.model.predict(flat[start : start + 256], [name])[0]
+            for start in range(0, len(flat), 256)
+        ])
+        outputs = outputs.reshape(coded.shape[:2] + outputs.shape[1:])
+        if self.decode_space == "probabilities":
+            outputs = softmax(outputs)
+        self.locator_tolerance = calibrate_tolerance(
+            self.code, outputs, self.locator, byzantine=self.byzantine, quantile=quantile, rng=rng
+        )
+        return self.locator_tolerance
+
     def close(self) -> None:
         """Stop the workers and release their sessions."""
         self.backend.close()
@@ -511,12 +564,9 @@ class CodedInferenceSession:
                     suspected=tuple(int(i) for i in suspected[index]),
                 )
             )
-            if suspected[index]:
-                logger.warning(
-                    "group %d: dropped suspected wrong results of workers %s",
-                    index,
-                    list(suspected[index]),
-                )
+        dropped = {index: list(workers) for index, workers in enumerate(suspected) if workers}
+        if dropped:
+            logger.info("dropped suspected wrong results, workers per group: %s", dropped)
         if late or failed:
             logger.info("call finished with late workers %s and failed workers %s", late, failed)
         return RunReport(
@@ -537,6 +587,33 @@ def _check_seconds(name: str, value: float) -> float:
 
 def _is_float(info: TensorInfo) -> bool:
     return np.issubdtype(info.dtype, np.floating)
+
+
+def _check_tolerance(tolerance):
+    if tolerance is None:
+        return None
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float, np.floating)):
+        raise TypeError(
+            f"locator_tolerance must be a number, got {type(tolerance).__name__} {tolerance!r}"
+        )
+    if not tolerance >= 0:
+        raise ValueError(
+            f"locator_tolerance must be >= 0, got {tolerance!r}; calibrate_locator measures one"
+        )
+    return float(tolerance)
+
+
+def _check_attack(attack):
+    from .attacks import ByzantinePlan
+
+    if attack is None or isinstance(attack, ByzantinePlan):
+        return attack
+    if isinstance(attack, str):
+        return ByzantinePlan.parse(attack)
+    raise TypeError(
+        f"attack must be a ByzantinePlan or its text form such as 'gaussian:10@random:1', got "
+        f"{type(attack).__name__}"
+    )
 
 
 def _group(queries: np.ndarray, k: int) -> np.ndarray:

@@ -64,6 +64,8 @@ class WrapResult:
             "stragglers": session.code.stragglers,
             "byzantine": session.byzantine,
             "locator": session.locator if session.byzantine else None,
+            "locator_tolerance": session.locator_tolerance if session.byzantine else None,
+            "groups": self.exact_groups + self.approximate_groups,
             "nodes": session.code.node_family,
             "wait": session.wait,
             "decode": session.decode_space,

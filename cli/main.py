@@ -70,7 +70,9 @@ def code_options(command):
         click.option("-s", "--stragglers", type=click.IntRange(min=0), default=1,
                      show_default=True, help="Stragglers S tolerated; N defaults to K + S."),
         click.option("-n", "--num-workers", type=click.IntRange(min=1), default=None,
-                     help="Workers N (at least K + S). More workers decode more accurately."),
+                     help="Workers N (at least K + S). Extra workers decode more accurately "
+                          "with --wait deadline or -e; with first-k alone they only tolerate "
+                          "more stragglers."),
         click.option("--nodes", type=click.Choice([AUTO, *NODE_FAMILIES]),
                      default=DEFAULT_NODE_FAMILY, show_default=True,
                      help="Worker node family. auto: paired (K workers get the raw queries, each "
@@ -94,12 +96,17 @@ def code_options(command):
                      help="Wrong results E to locate and drop in every group before decoding."),
         click.option("--locator", type=click.Choice(list(LOCATORS)), default=DEFAULT_LOCATOR,
                      show_default=True,
-                     help="Error locator for --byzantine; it sets N: max(K+E, 2E+1)+S for "
-                          "median, K+2E+S for subset-search and reed-solomon, 2K+2E+S-1 for "
-                          "welch (the paper's)."),
+                     help="Error locator for --byzantine; its minimum sets the default N: "
+                          "max(K+E, 2E+1)+S for median, K+2E+S for subset-search and "
+                          "reed-solomon, K+2E+S+1 for berrut-rational, K+E+ceil(E/C)+S for "
+                          "joint, 2K+2E+S-1 for welch (the paper's). More workers locate and "
+                          "decode better: docs/benchmarks-byzantine.md gives N per K and E."),
         click.option("--locator-tolerance", type=click.FloatRange(min=0), default=None,
-                     help="Relative fit residual under which results count as honest; real "
-                          "models need one above their interpolation error, e.g. 0.05."),
+                     help="Locator statistic under which results count as honest: for median "
+                          "a result's distance to the per-class median over the group's "
+                          "typical distance (default 6), for the code-based locators a "
+                          "relative fit residual (default about 2e-10, for exact data only). "
+                          "wrap --calibrate-locator measures it on held-out inputs."),
         click.option("--provider", "providers", multiple=True,
                      help="onnxruntime execution provider, in order of preference; repeatable "
                           "(e.g. --provider CUDAExecutionProvider --provider "
@@ -196,6 +203,12 @@ def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout
               help="Make workers return wrong results: KIND[:PARAMETER]@WORKERS, e.g. "
                    "'gaussian:10@random:1' or 'sign-flip@0,5'; kinds: gaussian, sign-flip, "
                    "constant, permuted, argmax-flip.")
+@click.option("--calibrate-locator", "calibration_count", type=click.IntRange(min=1),
+              default=None, metavar="COUNT",
+              help="With -e: hold out the last COUNT inputs of --data, run them without faults "
+                   "or wrong results, and set the locator tolerance to the 0.99 quantile of "
+                   "their honest statistic; the other inputs are served. 800 or more at K = 8 "
+                   "give a stable value.")
 @privacy_options
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the injected faults and wrong results.")
@@ -208,9 +221,9 @@ def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
 @report_user_errors
-def wrap(model, data_path, split, limit, scale, size, channels, mean, std, straggler_plan, attack_plan, dp_epsilon,
-         dp_placement, dp_bounds, dp_budget, dp_seed, seed, batch_size, output, summary_json,
-         progress, **code):
+def wrap(model, data_path, split, limit, scale, size, channels, mean, std, straggler_plan, attack_plan,
+         calibration_count, dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed, seed,
+         batch_size, output, summary_json, progress, **code):
     """Classify a data set with MODEL through coded, straggler-resilient workers.
 
     Prints centralized and coded accuracy when the data has labels, and latency and straggler
@@ -230,10 +243,23 @@ def wrap(model, data_path, split, limit, scale, size, channels, mean, std, strag
     attack = ByzantinePlan.parse(attack_plan) if attack_plan else None
     privacy = session_privacy_kwargs(dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed)
     dataset = load_data(data_path, split, limit, scale, mean, std, size, channels)
+    inputs, labels = dataset.inputs, dataset.labels
+    if calibration_count is not None:
+        if not code["byzantine"]:
+            raise click.BadParameter("needs -e/--byzantine E > 0; without it nothing is located",
+                                     param_hint="--calibrate-locator")
+        if calibration_count >= len(inputs):
+            raise click.BadParameter(
+                f"{calibration_count} held-out inputs leave none of the {len(inputs)} to serve; "
+                "use fewer", param_hint="--calibrate-locator")
+        served = len(inputs) - calibration_count
+        held_out = inputs[served:]
+        inputs = inputs[:served]
+        labels = None if labels is None else labels[:served]
     with open_session(model, faults=faults, attack=attack, seed=seed, **privacy, **code) as session:
-        result = wrap_dataset(
-            session, dataset.inputs, dataset.labels, batch_size=batch_size, progress=progress
-        )
+        if calibration_count is not None:
+            session.calibrate_locator(held_out, rng=seed)
+        result = wrap_dataset(session, inputs, labels, batch_size=batch_size, progress=progress)
         summary = result.summary(session)
         summary["privacy"] = privacy_summary(
             privacy, None if session.privacy is None else session.privacy.accountant
@@ -250,6 +276,11 @@ def wrap(model, data_path, split, limit, scale, size, channels, mean, std, strag
         summary_json.parent.mkdir(parents=True, exist_ok=True)
         summary_json.write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(format_summary(summary))
+
+
+def _format_tolerance(summary: dict) -> str:
+    tolerance = summary.get("locator_tolerance")
+    return "default" if tolerance is None else f"{tolerance:.3g}"
 
 
 def format_summary(summary: dict) -> str:
@@ -281,8 +312,9 @@ def format_summary(summary: dict) -> str:
     )
     if summary.get("byzantine"):
         lines.append(
-            f"byzantine    {summary['suspected_results_total']} results dropped as wrong by the "
-            f"{summary['locator']} locator (E={summary['byzantine']})"
+            f"byzantine    {summary['suspected_results_total']} result(s) dropped as wrong in "
+            f"{summary['groups']} groups by the {summary['locator']} locator "
+            f"(E={summary['byzantine']}, tolerance {_format_tolerance(summary)})"
         )
     privacy = summary.get("privacy")
     if privacy:

@@ -134,12 +134,23 @@ def test_plan_parse_and_text_round_trip(text, plan):
         ("sign-flip:2@1", r"attack 'sign-flip' takes no parameter"),
         ("gaussian:-1@1", r"sigma must be finite and positive, got sigma=-1.0"),
         ("gaussian@1,1", r"workers must be distinct"),
-        ("permuted@random:x", r"invalid literal"),
+        ("permuted@random:x", r"random count must be a non-negative integer, got 'x'"),
+        ("permuted@1,b", r"worker index must be a non-negative integer, got 'b'"),
+        ("permuted@random:0", r"needs wrong workers: pass workers=\(...\) or count >= 1"),
     ],
 )
 def test_plan_parse_rejects_invalid_text(text, message):
     with pytest.raises(ValueError, match=message):
         ByzantinePlan.parse(text)
+
+
+def test_plan_names_the_fix_for_bad_workers():
+    plan = ByzantinePlan.parse("gaussian:10@20")
+    with pytest.raises(ValueError, match="out of range for num_workers=9; use worker indices 0 to 8"):
+        plan.draw(np.ones((2, 9), dtype=bool), np.random.default_rng(0))
+    plan = ByzantinePlan.parse("gaussian:10@random:20")
+    with pytest.raises(ValueError, match="fewer than the count=20 .*; lower the count or add"):
+        plan.draw(np.ones((2, 9), dtype=bool), np.random.default_rng(0))
 
 
 def test_every_kind_parses():

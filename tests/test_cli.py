@@ -184,6 +184,33 @@ def test_wrap_default_locator_drops_simulated_byzantine_worker(files, tmp_path):
     assert summary["suspected_results_total"] == 10
 
 
+def test_wrap_calibrates_locator_on_held_out_inputs(files, tmp_path):
+    model, data = files
+    summary_path = tmp_path / "summary.json"
+
+    result = invoke("wrap", model, "--data", data, "-k", 4, "-s", 0, "-e", 1, "-n", 7,
+                    "--calibrate-locator", 16, "--simulate-byzantine", "gaussian:100@random:1",
+                    "--no-progress", "--summary-json", summary_path)
+
+    assert result.exit_code == 0, result.output
+    summary = json.loads(summary_path.read_text())
+    assert summary["num_inputs"] == 40 - 16
+    assert summary["locator_tolerance"] > 0
+    assert summary["suspected_results_total"] == 6  # one wrong worker in each of 6 groups
+    assert "tolerance" in result.output
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--calibrate-locator", 8], "needs -e/--byzantine E > 0"),
+    (["-e", 1, "--calibrate-locator", 40], "40 held-out inputs leave none of the 40 to serve"),
+])
+def test_wrap_rejects_bad_calibration(files, arguments, message):
+    model, data = files
+    result = invoke("wrap", model, "--data", data, "-k", 4, "--no-progress", *arguments)
+    assert result.exit_code != 0
+    assert message in result.output
+
+
 def test_wrap_with_privacy_reports_epsilon_spent(files, tmp_path):
     model, data = files
     summary_path = tmp_path / "summary.json"

@@ -167,3 +167,11 @@ def test_evaluate_locates_simulated_byzantine_workers(files, tmp_path):
     assert row["attack"] == "gaussian:100@random:1"
     # One wrong worker per group; the locator drops about one result per group.
     assert 0.5 <= row["mean_suspected"] <= 2.0
+
+
+def test_evaluate_rejects_too_few_workers_for_locator(files):
+    model, data = files
+    result = invoke("evaluate", model, "--data", data, "--no-scale", "--grid", "4:0:5",
+                    "-e", "1", "--locator", "subset-search", "--no-progress")
+    assert result.exit_code != 0
+    assert "needs at least K+2*E+S = 6 workers" in result.output

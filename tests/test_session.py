@@ -216,6 +216,37 @@ def test_byzantine_first_k_waits_for_all_but_s(linear_path):
         assert session.results_needed == 4
 
 
+def test_calibrate_locator_sets_tolerance_from_clean_outputs(mlp_path):
+    with CodedInferenceSession(mlp_path, k=4, stragglers=0, byzantine=1, num_workers=8,
+                               attack="gaussian:100@random:1", rng=0) as session:
+        tolerance = session.calibrate_locator(queries(64, seed=7), rng=0)
+        run(session, queries(32, seed=8))
+        report = session.last_run
+    assert tolerance == session.locator_tolerance
+    assert 0 < tolerance < 6.0  # tighter than the default for these outputs
+    assert all(len(group.suspected) == 1 for group in report.groups)
+
+
+def test_calibrate_locator_needs_byzantine_and_k_inputs(mlp_path):
+    with CodedInferenceSession(mlp_path, k=4, stragglers=0) as session:
+        with pytest.raises(ValueError, match="needs a session with byzantine > 0"):
+            session.calibrate_locator(queries(8))
+    with CodedInferenceSession(mlp_path, k=4, stragglers=0, byzantine=1) as session:
+        with pytest.raises(ValueError, match="needs at least K=4 inputs, got 3"):
+            session.calibrate_locator(queries(3))
+
+
+@pytest.mark.parametrize(("arguments", "error", "message"), [
+    ({"attack": 3}, TypeError, "attack must be a ByzantinePlan or its text form"),
+    ({"attack": "noise@1"}, ValueError, "unknown attack 'noise'"),
+    ({"locator_tolerance": "3"}, TypeError, "locator_tolerance must be a number, got str"),
+    ({"locator_tolerance": -1.0}, ValueError, "locator_tolerance must be >= 0, got -1.0"),
+])
+def test_byzantine_arguments_checked_at_construction(linear_path, arguments, error, message):
+    with pytest.raises(error, match=message):
+        CodedInferenceSession(linear_path, k=4, byzantine=1, **arguments)
+
+
 def test_byzantine_worker_count_is_validated(linear_path):
     with pytest.raises(ValueError, match="byzantine=2 needs at least"):
         CodedInferenceSession(linear_path, k=4, stragglers=0, byzantine=2, num_workers=5)

@@ -139,7 +139,7 @@ def _systematic_nodes(k: int, n: int) -> np.ndarray:
     if not 0 <= parity <= k - 1:
         raise ValueError(
             f"the 'systematic' node family needs K to 2K-1 workers, got k={k} and num_workers={n}; "
-            f"use between {k} and {2 * k - 1} workers or nodes='second-kind-open'"
+            f"use between {k} and {2 * k - 1} workers or the 'second-kind-open' nodes"
         )
     # Gap g lies between alpha_g and alpha_{g+1}, at angles (2g+1) pi/(2K) and (2g+3) pi/(2K),
     # so its midpoint angle is (g+1) pi/K. The query nodes are included bit for bit, so the
@@ -159,7 +159,7 @@ def _paired_nodes(k: int, n: int) -> np.ndarray:
     if not 0 <= parity <= 2 * k:
         raise ValueError(
             f"the 'paired' node family needs K to 3K workers, got k={k} and num_workers={n}; "
-            f"use between {k} and {3 * k} workers or nodes='second-kind-open'"
+            f"use between {k} and {3 * k} workers or the 'second-kind-open' nodes"
         )
     theta = (2 * np.arange(k) + 1) * np.pi / (2 * k)
     first = min(parity, k)

@@ -82,36 +82,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--name", required=True, help="Name used in the output file names.")
     parser.add_argument("--dataset", default="fashion-mnist", choices=sorted(PAPER_ACCURACY),
                         help="Data set whose published Byzantine accuracies the table shows.")
-    parser.add_argument("--limit", type=int, default=2000, help="Evaluation images.")
+    parser.add_argument("--limit", type=int, default=2000,
+                        help="Evaluation images [default: %(default)s].")
     parser.add_argument("--calibration", type=int, default=None,
                         help="Calibration images, disjoint from the evaluation images "
                              "[default: 1000, or 297 of the 797 held-out --digits].")
 
     parser.add_argument("-k", type=int, action="append", help="Queries per group (repeatable) "
                         "[default: 8 and 12].")
-    parser.add_argument("--byzantine", default="1,2,3", help="Values of E, comma-separated.")
-    parser.add_argument("--locators", default=DEFAULT_LOCATORS, help="Locators, comma-separated.")
+    parser.add_argument("--byzantine", default="1,2,3",
+                        help="Values of E, comma-separated [default: %(default)s].")
+    parser.add_argument("--locators", default=DEFAULT_LOCATORS,
+                        help="Locators, comma-separated [default: %(default)s].")
     parser.add_argument("--attacks", default=MAIN_ATTACK,
                         help="Attacks KIND[:PARAMETER] measured for every locator, "
-                             "comma-separated; the first is the one plotted.")
+                             "comma-separated; the first is the one plotted "
+                             "[default: %(default)s].")
     parser.add_argument("--more-attacks", default=MORE_ATTACKS,
-                        help="Attacks measured only for --more-locators, comma-separated.")
-    parser.add_argument("--more-locators", default="subset-search,reed-solomon",
-                        help="Locators measured against --more-attacks too.")
+                        help="Attacks measured only for --more-locators, comma-separated "
+                             "[default: %(default)s].")
+    parser.add_argument("--more-locators", default="subset-search,median",
+                        help="Locators measured against --more-attacks too [default: %(default)s].")
     parser.add_argument("--from-threshold", default="",
                         help="Locators measured only from two workers below their own required "
                              "count, comma-separated (saves time on slow locators).")
     parser.add_argument("--extra-workers", type=int, default=2,
-                        help="Worker counts measured beyond the paper's N = 2K + 2E - 1.")
+                        help="Worker counts measured beyond the paper's N = 2K + 2E - 1 "
+                             "[default: %(default)s].")
     parser.add_argument("--trials-per-group", type=int, default=0,
                         help="Attack draws per group [default: enough for about 1000 trials].")
     parser.add_argument("--nodes", default="auto", choices=["auto", *NODE_FAMILIES],
-                        help="Worker node family of every code.")
+                        help="Worker node family of every code [default: %(default)s].")
     parser.add_argument("--quantile", type=float, default=0.99,
-                        help="Quantile of the clean statistic used as tolerance.")
+                        help="Quantile of the clean statistic used as tolerance "
+                             "[default: %(default)s].")
 
-    parser.add_argument("--seed", type=int, default=0, help="Seed of groupings and attacks.")
-    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Seed of groupings and attacks [default: %(default)s].")
+    parser.add_argument("--output-dir", type=Path, default=Path("benchmarks/results"),
+                        help="Folder of the result files [default: %(default)s].")
     return parser.parse_args(argv)
 
 
@@ -357,6 +366,7 @@ def plot(rows: list[dict], args, path: Path, value: str = "location_success") ->
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     main_attack = parse_list(args.attacks)[0]
     ks = sorted({r["k"] for r in rows})
@@ -383,10 +393,12 @@ def plot(rows: list[dict], args, path: Path, value: str = "location_success") ->
                     n, accuracy_clean = zip(*clean)
                     axis.plot(n, accuracy_clean, color="black", linewidth=1, label="no attack")
                     axis.fill_between(n, np.array(accuracy_clean) - TARGET_ACCURACY_GAP,
-                                      accuracy_clean, color="grey", alpha=0.2)
+                                      accuracy_clean, color="grey", alpha=0.2,
+                                      label="within 2 points")
                 axis.set_ylabel("accuracy under attack")
             axis.set_title(f"K={k}, E={byzantine}, {main_attack}")
             axis.set_xlabel("workers N (dashed: paper's 2K+2E-1)")
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0][0].legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -443,7 +455,8 @@ def main(argv=None) -> int:
         "summary": summary,
     }
     prefix.with_name(prefix.name + ".json").write_text(json.dumps(metadata, indent=1))
-    logger.info("wrote %s.{csv,json,png} in %.0f s", prefix, time.perf_counter() - started)
+    logger.info("wrote %s.{csv,json,png}, %s-summary.csv and %s-accuracy.png in %.0f s", prefix,
+                prefix, prefix, time.perf_counter() - started)
     return 0
 
 

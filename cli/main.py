@@ -84,10 +84,11 @@ def code_options(command):
                           "deadline: decode from all results that arrive before --deadline."),
         click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
                      show_default=True,
-                     help="Seconds to wait for the K results decoding needs."),
+                     help="Seconds to wait for the results decoding needs (K, or N - S with "
+                          "-e)."),
         click.option("--deadline", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="With --wait deadline: seconds after which to stop waiting for more "
-                          "than K results [default: the timeout]."),
+                          "results than decoding needs [default: the timeout]."),
         click.option("--decode", "decode", type=click.Choice(list(DECODE_SPACES)),
                      default="logits", show_default=True,
                      help="Interpolate raw outputs or their softmax."),
@@ -221,9 +222,9 @@ def open_session(model_path, *, k, stragglers, num_workers, nodes, wait, timeout
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Show a progress bar.")
 @report_user_errors
-def wrap(model, data_path, split, limit, scale, size, channels, mean, std, straggler_plan, attack_plan,
-         calibration_count, dp_epsilon, dp_placement, dp_bounds, dp_budget, dp_seed, seed,
-         batch_size, output, summary_json, progress, **code):
+def wrap(model, data_path, split, limit, scale, size, channels, mean, std, straggler_plan,
+         attack_plan, calibration_count, dp_epsilon, dp_placement, dp_bounds, dp_budget,
+         dp_seed, seed, batch_size, output, summary_json, progress, **code):
     """Classify a data set with MODEL through coded, straggler-resilient workers.
 
     Prints centralized and coded accuracy when the data has labels, and latency and straggler

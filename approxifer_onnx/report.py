@@ -148,6 +148,15 @@ _COLUMNS = [
 ]
 
 
+# Columns added when a row locates wrong results.
+_BYZANTINE_COLUMNS = [
+    ("byzantine", "E", "{}"),
+    ("locator", "locator", "{}"),
+    ("attack", "attack", "{}"),
+    ("mean_suspected", "dropped per group", "{:.2f}"),
+]
+
+
 def _interval_text(row: dict, key: str) -> str:
     value, low, high = row[key], row.get(f"{key}_low"), row.get(f"{key}_high")
     if low is None or high is None or math.isnan(low):
@@ -158,13 +167,16 @@ def _interval_text(row: dict, key: str) -> str:
 def markdown_table(rows: list[dict]) -> str:
     """Format result rows as a Markdown table, with intervals in brackets."""
     with_published = any(row.get("published_accuracy") is not None for row in rows)
-    headers = [header for _, header, _ in _COLUMNS] + ["base accuracy", "coded accuracy",
-                                                        "agreement"]
+    columns = list(_COLUMNS)
+    if any(row.get("byzantine") for row in rows):
+        columns += _BYZANTINE_COLUMNS
+    headers = [header for _, header, _ in columns] + ["base accuracy", "coded accuracy",
+                                                       "agreement"]
     if with_published:
         headers.append("published coded")
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for row in rows:
-        cells = [form.format(row[key]) for key, _, form in _COLUMNS]
+        cells = ["" if row.get(key) is None else form.format(row[key]) for key, _, form in columns]
         cells += [
             _interval_text(row, "accuracy_centralized"),
             _interval_text(row, "accuracy_coded"),

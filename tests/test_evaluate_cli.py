@@ -167,6 +167,9 @@ def test_evaluate_locates_simulated_byzantine_workers(files, tmp_path):
     assert row["attack"] == "gaussian:100@random:1"
     # One wrong worker per group; the locator drops about one result per group.
     assert 0.5 <= row["mean_suspected"] <= 2.0
+    table = (tmp_path / "byz.md").read_text()
+    assert "| E | locator | attack | dropped per group |" in table
+    assert f"| 1 | median | gaussian:100@random:1 | {row['mean_suspected']:.2f} |" in table
 
 
 def test_evaluate_rejects_too_few_workers_for_locator(files):

@@ -426,7 +426,11 @@ def main(argv=None) -> int:
         smallest = k + min(byzantine_values) + 1
         largest = paper_workers(k, max(byzantine_values)) + args.extra_workers
         for num_workers in range(smallest, largest + 1):
-            code = BerrutCode(k, 0, num_workers=num_workers, nodes=args.nodes)
+            try:
+                code = BerrutCode(k, 0, num_workers=num_workers, nodes=args.nodes)
+            except ValueError as error:  # e.g. "systematic" nodes beyond N = 2K - 1
+                logger.info("K=%d N=%d skipped: %s", k, num_workers, error)
+                continue
             coded = compute_coded_outputs(model, images, code, rng=rng)
             calibration = compute_coded_outputs(model, calibration_images, code, rng=rng)
             rows += evaluate_code(code, coded.outputs, coded.order, labels,

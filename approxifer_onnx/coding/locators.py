@@ -302,12 +302,12 @@ LOCATORS: dict[str, Locator] = {
 }
 
 
-# The locator used when none is named. On real classifiers (logits of the Fashion-MNIST
-# RegNetX-002 and ResNet-18 on the default "paired" nodes, Gaussian noise sigma 10,
-# benchmarks/byzantine.py) only "median" found every wrong worker in 99% of trials, for E = 1
-# to 3 and K = 8 and 12, with fewer workers than the paper's 2K + 2E - 1; "subset-search" reached
-# that for E = 1 only. Its blind spot: wrong results that look like honest ones (permuted
-# classes, a constant) are never found, see docs/benchmarks-byzantine.md.
+# The locator used when none is named. On the logits of three deep classifiers (Fashion-MNIST
+# RegNetX-002 and ResNet-18, MNIST ResNet-18; default "paired" nodes, Gaussian noise sigma 10,
+# benchmarks/byzantine.py) only "median" found every wrong worker in 99% of trials for E = 1
+# to 3 and K = 8 and 12 with fewer workers than the paper's 2K + 2E - 1. "subset-search" and
+# "welch" did so in some cells only, mostly E = 1. The median's blind spot is wrong results
+# that look honest (permuted classes, a constant): see docs/benchmarks-byzantine.md.
 DEFAULT_LOCATOR = "median"
 
 

@@ -270,9 +270,9 @@ class ByzantinePlan:
         return wrong
 
 
-def _parse_index(text: str, what: str) -> int:
+def _parse_index(text: str, name: str) -> int:
     """Parse a non-negative integer of a plan, naming it in the error."""
     text = text.strip()
     if not text.isdigit():
-        raise ValueError(f"{what} must be a non-negative integer, got {text!r}")
+        raise ValueError(f"{name} must be a non-negative integer, got {text!r}")
     return int(text)

@@ -439,13 +439,12 @@ class CodedInferenceSession:
                 f"calibrate_locator needs at least K={self.k} inputs, got {len(queries)}; "
                 "pass more held-out inputs"
             )
+        # evaluation imports this module, so its batch runner is imported here.
+        from .evaluation import predict_in_batches
+
         coded = self.code.encode(_group(queries[:full], self.k))  # (G, N, *shape)
         flat = coded.reshape((-1,) + coded.shape[2:])
-        name = self._outputs[0].name
-        outputs = np.concatenate([
-            self.model.predict(flat[start : start + 256], [name])[0]
-            for start in range(0, len(flat), 256)
-        ])
+        outputs = predict_in_batches(self.model, flat, output_name=self._outputs[0].name)
         outputs = outputs.reshape(coded.shape[:2] + outputs.shape[1:])
         if self.decode_space == "probabilities":
             outputs = softmax(outputs)

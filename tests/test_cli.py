@@ -168,7 +168,7 @@ def test_wrap_drops_simulated_byzantine_worker(files, tmp_path):
     assert "dropped as wrong" in result.output
 
 
-def test_wrap_default_locator_drops_simulated_byzantine_worker(files, tmp_path):
+def test_wrap_default_locator_drops_wrong_worker(files, tmp_path):
     model, data = files
     summary_path = tmp_path / "summary.json"
 
@@ -184,7 +184,7 @@ def test_wrap_default_locator_drops_simulated_byzantine_worker(files, tmp_path):
     assert summary["suspected_results_total"] == 10
 
 
-def test_wrap_calibrates_locator_on_held_out_inputs(files, tmp_path):
+def test_wrap_calibrates_locator(files, tmp_path):
     model, data = files
     summary_path = tmp_path / "summary.json"
 

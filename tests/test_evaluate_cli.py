@@ -172,7 +172,7 @@ def test_evaluate_locates_simulated_byzantine_workers(files, tmp_path):
     assert f"| 1 | median | gaussian:100@random:1 | {row['mean_suspected']:.2f} |" in table
 
 
-def test_evaluate_rejects_too_few_workers_for_locator(files):
+def test_evaluate_rejects_too_few_workers(files):
     model, data = files
     result = invoke("evaluate", model, "--data", data, "--no-scale", "--grid", "4:0:5",
                     "-e", "1", "--locator", "subset-search", "--no-progress")

@@ -58,7 +58,7 @@ class CountingModel:
         return self.model.predict(x, output_names)
 
 
-def test_byzantine_first_k_decodes_from_all_but_s(model, data):
+def test_byzantine_first_k_uses_all_but_s(model, data):
     inputs, labels = data
 
     located = evaluate_protocol(model, inputs, labels, k=4, stragglers=1, num_workers=10,

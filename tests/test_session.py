@@ -216,7 +216,7 @@ def test_byzantine_first_k_waits_for_all_but_s(linear_path):
         assert session.results_needed == 4
 
 
-def test_calibrate_locator_sets_tolerance_from_clean_outputs(mlp_path):
+def test_calibrate_locator_sets_tolerance(mlp_path):
     with CodedInferenceSession(mlp_path, k=4, stragglers=0, byzantine=1, num_workers=8,
                                attack="gaussian:100@random:1", rng=0) as session:
         tolerance = session.calibrate_locator(queries(64, seed=7), rng=0)
@@ -227,7 +227,7 @@ def test_calibrate_locator_sets_tolerance_from_clean_outputs(mlp_path):
     assert all(len(group.suspected) == 1 for group in report.groups)
 
 
-def test_calibrate_locator_needs_byzantine_and_k_inputs(mlp_path):
+def test_calibrate_locator_rejects_bad_input(mlp_path):
     with CodedInferenceSession(mlp_path, k=4, stragglers=0) as session:
         with pytest.raises(ValueError, match="needs a session with byzantine > 0"):
             session.calibrate_locator(queries(8))
@@ -242,7 +242,7 @@ def test_calibrate_locator_needs_byzantine_and_k_inputs(mlp_path):
     ({"locator_tolerance": "3"}, TypeError, "locator_tolerance must be a number, got str"),
     ({"locator_tolerance": -1.0}, ValueError, "locator_tolerance must be >= 0, got -1.0"),
 ])
-def test_byzantine_arguments_checked_at_construction(linear_path, arguments, error, message):
+def test_byzantine_arguments_checked_early(linear_path, arguments, error, message):
     with pytest.raises(error, match=message):
         CodedInferenceSession(linear_path, k=4, byzantine=1, **arguments)
 
